@@ -1,0 +1,127 @@
+"""Datasets: one ``ZSLDataset`` from every reader, found by name under the data root.
+
+``load_dataset(name, split=None, data_root=None)`` resolves:
+    synthetic            the seeded generator (no files needed)
+    awa1                 ``<root>/awa1-lampert`` (splits: standard, ps)
+    cifar10              ``<root>/cifar10-jpg.tar.gz`` through the image-folder reader (rotating splits)
+    <xlsa17 name>        any folder ``<root>/<NAME>`` or ``<root>/xlsa17/<NAME>`` holding res101.mat and
+                         att_splits.mat (awa2, cub, sun, apy, flo, ... as the folder is named)
+    image-folder:PATH    any ``PATH/<class>/*.jpg`` tree or ``.tar.gz`` of one
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import DataError, ZSLError
+from ..io import data_root as _data_root
+from .dataset import SPLIT_KEYS, ZSLDataset, split_by_classes
+from .synthetic import make_synthetic
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    loader: Callable[..., ZSLDataset]  # loader(root: Path, split: str, **kw)
+    available: Callable[[Path], bool]  # is it present under this root?
+    splits: tuple[str, ...]
+    description: str
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    _DATASETS[spec.name] = spec
+    return spec
+
+
+def _awa1_loader(root: Path, split: str, **kw) -> ZSLDataset:
+    from .awa1 import read_awa1
+
+    return read_awa1(root / "awa1-lampert", split=split, **kw)
+
+
+register_dataset(DatasetSpec("synthetic", lambda root, split, **kw: make_synthetic(**kw), lambda root: True, ("default",),
+                             "seeded synthetic attributes->features dataset (no files)"))
+register_dataset(DatasetSpec("awa1", _awa1_loader, lambda root: (root / "awa1-lampert" / "labels.npz").is_file(),
+                             ("standard", "ps"), "Animals with Attributes 1, the authors' features (Lampert 2009)"))
+
+
+def _xlsa17_folders(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for parent in (root, root / "xlsa17", root / "xlsa17-splits"):
+        if parent.is_dir():
+            for sub in sorted(parent.iterdir()):
+                if (sub / "res101.mat").is_file() and (sub / "att_splits.mat").is_file():
+                    found.setdefault(sub.name.lower(), sub)
+    return found
+
+
+def _load_builtin_plugins() -> None:
+    # Readers that need heavier imports register themselves on import (image folders, CIFAR-10).
+    try:
+        from . import image_folder  # noqa: F401
+    except ImportError:  # pragma: no cover - the module is optional until it lands
+        pass
+
+
+def list_datasets(data_root=None, *, available_only: bool = True) -> list[str]:
+    """Names of datasets present under the data root (``synthetic`` is always there)."""
+    _load_builtin_plugins()
+    root = _data_root(data_root)
+    names = [n for n, s in _DATASETS.items() if not available_only or s.available(root)]
+    names += [n for n in _xlsa17_folders(root) if n not in names]
+    return names
+
+
+def dataset_splits(name: str, data_root=None) -> tuple[str, ...]:
+    _load_builtin_plugins()
+    if name in _DATASETS:
+        return _DATASETS[name].splits
+    return ("ps",)
+
+
+def load_dataset(name: str, split: str | None = None, *, data_root=None, **kwargs) -> ZSLDataset:
+    """Load a dataset by name; errors list the valid names and say how to point at the data."""
+    _load_builtin_plugins()
+    root = _data_root(data_root)
+    if name.startswith("image-folder:"):
+        from .image_folder import read_image_folder
+
+        return read_image_folder(name.split(":", 1)[1], **kwargs)
+    if name in _DATASETS:
+        spec = _DATASETS[name]
+        split = split or spec.splits[0]
+        if split not in spec.splits:
+            raise DataError(f"dataset {name!r} has no split {split!r}; valid splits: {', '.join(spec.splits)}")
+        if name != "synthetic" and not root.is_dir():
+            raise DataError(f"data root {root} does not exist; pass --data-root or set ZSL_DATA to the folder holding the data")
+        if not spec.available(root):
+            raise DataError(f"dataset {name!r} not found under data root {root}; pass --data-root or set ZSL_DATA")
+        return spec.loader(root, split, **kwargs)
+    folders = _xlsa17_folders(root)
+    if name.lower() in folders:
+        from .xlsa17 import read_xlsa17
+
+        if split not in (None, "ps"):
+            raise DataError(f"xlsa17 dataset {name!r} has only the proposed split 'ps'")
+        return read_xlsa17(folders[name.lower()], name=name.lower(), **kwargs)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist; pass --data-root or set ZSL_DATA (known datasets: {', '.join(_DATASETS)})")
+    valid = list_datasets(root)
+    raise ZSLError(f"unknown dataset {name!r}; valid datasets under {root}: {', '.join(valid)} (or image-folder:PATH)")
+
+
+__all__ = [
+    "DatasetSpec",
+    "SPLIT_KEYS",
+    "ZSLDataset",
+    "dataset_splits",
+    "list_datasets",
+    "load_dataset",
+    "make_synthetic",
+    "register_dataset",
+    "split_by_classes",
+]
