@@ -82,7 +82,8 @@ class ZSLMethod(BaseEstimator):
 
     # -- helpers for implementations ------------------------------------------------------
     def _check_is_fitted(self) -> None:
-        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]
+        params = self.get_params(deep=False)
+        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_") and k not in params]
         if not fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(X, y, class_embeddings, seen_classes) first")
 
