@@ -139,10 +139,18 @@ def run_method(
     overrides = dict(overrides or {})
     source = semantics or dataset.default_semantics
     S = dataset.class_embeddings(source)
+    tuned: dict[str, Any] = {}
+    if "." not in spec and selection != "oracle" and hasattr(cls, "tuned_params"):
+        # a method with its own search (CPL's class-wise CV study) supplies its best trial as the
+        # default for this dataset/split; explicit overrides still win; {} when no study exists
+        tuned = cls.tuned_params(dataset, source)
+        overrides = {**tuned, **overrides}
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if verbose else (lambda msg: None)
 
     fit_seconds = 0.0
     validation: dict[str, Any] = {"trials": []}
+    if tuned:
+        validation["tuned_params"] = tuned
     best_params: dict[str, Any] = {}
     gamma: float | None = 0.0 if setting == "zsl" else None
     combos = _grid(cls, overrides) if selection != "none" else [{}]
