@@ -1,0 +1,304 @@
+"""Backbone feature extraction (EfficientNet-Lite0, ImageNet-1k) with a resumable on-disk cache.
+
+API::
+
+    load_efficientnet_lite0(with_classifier=False) -> torch.nn.Module   # eval, channels_last
+    extract_features(images, *, resolution=DEFAULT_RESOLUTION, batch_size=64, num_workers=None,
+                     cache_dir=None, progress=True, with_logits=False, cache=True)
+        -> features (n_valid, 1280) float32, or (features, logits (n_valid, 1000)) with with_logits
+    extract(images, ...) -> Extraction(features, logits, valid, skipped, paths)   # the full record
+
+``images`` is a list of file paths (decoded in DataLoader worker processes; results cached under
+``<cache root>/features/``, see :mod:`zsl.features.cache`) or a list of PIL images / uint8 HxWx3
+arrays (decoded in-process, never cached).
+
+Images that fail to decode are skipped: one ``UserWarning`` names them (first 10 and the count),
+and the returned arrays hold rows for the *decodable images only*, in input order. When nothing
+was skipped (the usual case) row i is image i. Callers that must align rows with their own lists
+use :func:`extract`, whose ``valid`` mask (n_images,) says which inputs the rows belong to and
+whose ``skipped`` lists the failed paths (``read_image_folder`` drops those images).
+
+Preprocessing: RGB, shorter side resized to R (bicubic), centre crop R x R, ``(x/255 - 0.5)/0.5``.
+Features are the globally average-pooled output of the last conv block (1280-d, after ReLU6 so
+non-negative); logits are the ImageNet head applied to them (dropout is inactive in eval mode).
+
+Resolution (measured on this 2-core machine while ~6 other jobs shared it, torch 2 threads,
+channels_last, batch 64, 1 decoding worker; CIFAR-10 32x32 JPEGs upsampled; see
+``benchmarks/bench_features.py`` and the numbers recorded in ``DEFAULT_RESOLUTION_NOTE``)::
+
+RESOLUTION_TABLE
+
+The default is the resolution that keeps most of the accuracy at a fraction of the cost.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .efficientnet import (
+    BACKBONE,
+    FEATURE_DIM,
+    decode_file,
+    load_efficientnet_lite0,
+    logits_from_features,
+    normalise_batch,
+    penultimate,
+    preprocess_pil,
+)
+
+DEFAULT_RESOLUTION = 128
+CHUNK_SIZE = 1024  # images per resumable cache shard (~5 MB of features)
+
+
+@dataclass
+class Extraction:
+    """Features of the decodable images, plus which inputs they are.
+
+    features: (n_valid, 1280) float32; logits: (n_valid, 1000) float32 or None;
+    valid: (n_images,) bool, True where the input decoded; skipped: paths (or ``"#i"`` indices
+    for in-memory images) that failed; paths: the input paths (empty for in-memory images).
+    """
+
+    features: np.ndarray
+    logits: np.ndarray | None
+    valid: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    cache_folder: Path | None = None
+
+
+def default_num_workers() -> int:
+    """One decoding worker per spare core (the main process runs the network), at least 1, at most 4."""
+    n = os.cpu_count() or 1
+    return max(1, min(4, n - 1))
+
+
+class _FileDataset:
+    """Map-style dataset: index -> (index, (3, R, R) uint8 tensor, ok). Decoding errors -> ok=False."""
+
+    def __init__(self, paths: Sequence[str], resolution: int):
+        self.paths = list(paths)
+        self.resolution = resolution
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            arr = decode_file(self.paths[i], self.resolution)
+            ok = True
+        except Exception:  # any decoder failure (truncated, not an image, unreadable) is a skip
+            arr = np.zeros((3, self.resolution, self.resolution), np.uint8)
+            ok = False
+        return i, arr, ok
+
+
+def _collate(items):
+    import torch
+
+    idx = np.asarray([it[0] for it in items], np.int64)
+    batch = torch.from_numpy(np.stack([it[1] for it in items]))
+    ok = np.asarray([it[2] for it in items], bool)
+    return idx, batch, ok
+
+
+def _is_path(x) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _forward(model, batch_uint8) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return penultimate(model, normalise_batch(batch_uint8)).numpy().astype(np.float32, copy=False)
+
+
+def _warn_skipped(skipped: list[str], n: int) -> None:
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f", ... ({len(skipped) - 10} more)" if len(skipped) > 10 else "")
+        warnings.warn(f"skipped {len(skipped)} of {n} images that could not be decoded: {shown}", UserWarning, stacklevel=3)
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="img", desc=desc,
+                dynamic_ncols=True, mininterval=1.0)
+
+
+def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+    from PIL import Image
+
+    model = load_efficientnet_lite0()
+    n = len(images)
+    feats = np.zeros((n, FEATURE_DIM), np.float32)
+    valid = np.zeros(n, bool)
+    bar = _progress(n, 0, progress, f"features {BACKBONE} r{resolution}")
+    for start in range(0, n, batch_size):
+        part = images[start:start + batch_size]
+        arrs, oks = [], []
+        for img in part:
+            try:
+                if isinstance(img, np.ndarray):
+                    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+                        raise ValueError(f"expected uint8 HxW or HxWx3 array, got {img.dtype} {img.shape}")
+                    img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+                arrs.append(preprocess_pil(img, resolution))
+                oks.append(True)
+            except Exception:
+                arrs.append(np.zeros((3, resolution, resolution), np.uint8))
+                oks.append(False)
+        feats[start:start + len(part)] = _forward(model, torch.from_numpy(np.stack(arrs)))
+        valid[start:start + len(part)] = oks
+        bar.update(len(part))
+    bar.close()
+    return feats, valid
+
+
+def cached_extraction_exists(paths: Sequence[str], *, resolution: int = DEFAULT_RESOLUTION, cache_dir=None) -> bool:
+    """True when a complete cache entry exists for exactly this file list (no computation)."""
+    from .cache import FeatureCache, entry_dir
+
+    paths = [os.fspath(p) for p in paths]
+    folder = entry_dir(paths, BACKBONE, resolution, cache_dir)
+    return FeatureCache(folder, len(paths), CHUNK_SIZE, {}).is_complete()
+
+
+def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, use_cache):
+    from torch.utils.data import DataLoader
+
+    from .cache import FeatureCache, entry_dir
+
+    n = len(paths)
+    folder = entry_dir(paths, BACKBONE, resolution, cache_dir) if use_cache else None
+    if use_cache:
+        store = FeatureCache(folder, n, CHUNK_SIZE, {"backbone": BACKBONE, "resolution": resolution})
+        if store.is_complete():
+            feats, valid = store.load()
+            return feats, valid, folder
+        store.prepare()
+        done = store.done_chunks()
+        chunk_size = CHUNK_SIZE
+    else:
+        store, done, chunk_size = None, set(), max(n, 1)
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    todo = [i for i in range(n_chunks) if i not in done]
+    # batches never straddle a chunk, so each chunk completes (and is written) as its last batch lands
+    batches = []
+    for c in todo:
+        rows = list(range(c * chunk_size, min(n, (c + 1) * chunk_size)))
+        batches += [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+    n_done = sum(len(range(c * chunk_size, min(n, (c + 1) * chunk_size))) for c in done)
+
+    feats = np.zeros((n, FEATURE_DIM), np.float32)
+    valid = np.zeros(n, bool)
+    remaining = {c: len(range(c * chunk_size, min(n, (c + 1) * chunk_size))) for c in todo}
+    if batches:
+        model = load_efficientnet_lite0()
+        workers = default_num_workers() if num_workers is None else int(num_workers)
+        loader = DataLoader(_FileDataset(paths, resolution), batch_sampler=batches, num_workers=workers,
+                            collate_fn=_collate, prefetch_factor=4 if workers > 0 else None,
+                            persistent_workers=False)
+        bar = _progress(n, n_done, progress, f"features {BACKBONE} r{resolution}")
+        try:
+            for idx, batch, ok in loader:
+                feats[idx] = _forward(model, batch)
+                valid[idx] = ok
+                c = int(idx[0]) // chunk_size
+                remaining[c] -= len(idx)
+                if remaining[c] == 0 and store is not None:
+                    rows = store.chunk_rows(c)
+                    store.write_chunk(c, feats[rows.start:rows.stop], valid[rows.start:rows.stop])
+                bar.update(len(idx))
+        finally:
+            bar.close()
+    if store is not None:
+        for c in done:
+            rows = store.chunk_rows(c)
+            feats[rows.start:rows.stop], valid[rows.start:rows.stop] = store.read_chunk(c)
+        store.merge(paths, FEATURE_DIM)
+    return feats, valid, folder
+
+
+def extract(
+    images: Sequence[Any],
+    *,
+    resolution: int = DEFAULT_RESOLUTION,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    with_logits: bool = False,
+    cache: bool = True,
+) -> Extraction:
+    """Features of a list of image paths or in-memory images, with the record of skipped inputs.
+
+    See the module docstring. ``cache_dir`` overrides the cache root (default ``$ZSL_CACHE``);
+    ``cache=False`` computes without reading or writing the cache. ``num_workers`` (default: one
+    per spare core) decoding processes feed the network; 0 decodes in the calling process.
+    """
+    from ..errors import DataError
+
+    images = list(images)
+    if resolution < 32 or resolution > 1024:
+        raise DataError(f"resolution must be in [32, 1024] pixels, got {resolution}")
+    if batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(images)
+    if n and all(_is_path(x) for x in images):
+        paths = [os.fspath(p) for p in images]
+        feats, valid, folder = _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, cache)
+        skipped = [p for p, v in zip(paths, valid) if not v]
+    elif any(_is_path(x) for x in images):
+        raise DataError("extract_features: pass either a list of file paths or a list of images, not a mix")
+    else:
+        paths, folder = [], None
+        feats, valid = (_extract_in_memory(images, resolution, batch_size, progress) if n
+                        else (np.zeros((0, FEATURE_DIM), np.float32), np.zeros(0, bool)))
+        skipped = [f"#{i}" for i in np.where(~valid)[0]]
+    _warn_skipped(skipped, n)
+    feats = feats[valid] if len(skipped) else feats
+    logits = logits_from_features(feats) if with_logits else None
+    return Extraction(feats, logits, valid, skipped, paths, folder)
+
+
+def extract_features(
+    images: Sequence[Any],
+    *,
+    resolution: int = DEFAULT_RESOLUTION,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    with_logits: bool = False,
+    cache: bool = True,
+):
+    """(n_valid, 1280) float32 features, or ``(features, logits (n_valid, 1000))`` with ``with_logits``.
+
+    Rows are the decodable images in input order (a warning names any skipped); use
+    :func:`extract` for the ``valid`` mask and the skipped list.
+    """
+    out = extract(images, resolution=resolution, batch_size=batch_size, num_workers=num_workers,
+                  cache_dir=cache_dir, progress=progress, with_logits=with_logits, cache=cache)
+    return (out.features, out.logits) if with_logits else out.features
+
+
+__all__ = [
+    "BACKBONE",
+    "DEFAULT_RESOLUTION",
+    "Extraction",
+    "FEATURE_DIM",
+    "cached_extraction_exists",
+    "extract",
+    "extract_features",
+    "load_efficientnet_lite0",
+    "logits_from_features",
+    "preprocess_pil",
+]

@@ -1,0 +1,124 @@
+"""On-disk feature cache: resumable shards, merged atomically at the end.
+
+Layout (``<cache root>/features/<backbone>-r<resolution>-<list hash>/``)::
+
+    shard-00000.npz ... shard-NNNNN.npz   completed chunks (features, valid), each written atomically
+    features.npz                          the merged result: features (n, d) float32 (zero rows for
+                                          images that failed to decode), valid (n,) bool, paths (n,)
+    meta.json                             backbone, resolution, n, chunk size (written first)
+
+The key hashes the backbone, resolution and the file list (absolute path, size and mtime of every
+file), so editing, adding or touching an image gives a new entry. An interrupted run (even SIGKILL)
+leaves only complete shards (temp files are renamed into place) and the next run computes only the
+missing chunks. Once ``features.npz`` exists the shards are removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write, cache_root
+
+SHARD_RE = re.compile(r"^shard-(\d{5})\.npz$")
+FORMAT_VERSION = 1
+
+
+def file_list_hash(paths: list[str]) -> str:
+    """sha256 over (absolute path, size, mtime_ns) of every file, in order; missing files hash as such."""
+    h = hashlib.sha256()
+    for p in paths:
+        ap = os.path.abspath(p)
+        try:
+            st = os.stat(ap)
+            h.update(f"{ap}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{ap}\0missing\n".encode())
+    return h.hexdigest()[:20]
+
+
+def entry_dir(paths: list[str], backbone: str, resolution: int, cache_dir=None) -> Path:
+    return cache_root(cache_dir) / "features" / f"{backbone}-r{resolution}-v{FORMAT_VERSION}-{file_list_hash(paths)}"
+
+
+class FeatureCache:
+    """One cache entry: which chunks are done, write a chunk, merge, load."""
+
+    def __init__(self, folder: Path, n: int, chunk_size: int, meta: dict):
+        self.folder = Path(folder)
+        self.n = n
+        self.chunk_size = chunk_size
+        self.meta = {**meta, "n": n, "chunk_size": chunk_size, "format": FORMAT_VERSION}
+
+    @property
+    def merged_path(self) -> Path:
+        return self.folder / "features.npz"
+
+    def is_complete(self) -> bool:
+        return self.merged_path.is_file()
+
+    def n_chunks(self) -> int:
+        return (self.n + self.chunk_size - 1) // self.chunk_size
+
+    def chunk_rows(self, i: int) -> range:
+        return range(i * self.chunk_size, min(self.n, (i + 1) * self.chunk_size))
+
+    def shard_path(self, i: int) -> Path:
+        return self.folder / f"shard-{i:05d}.npz"
+
+    def prepare(self) -> None:
+        """Create the folder; a chunk size differing from an earlier run's invalidates its shards."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        meta_path = self.folder / "meta.json"
+        if meta_path.is_file():
+            try:
+                old = json.loads(meta_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = {}
+            if old.get("chunk_size") != self.chunk_size or old.get("n") != self.n:
+                for f in self.folder.glob("shard-*.npz"):
+                    f.unlink(missing_ok=True)
+        with atomic_write(meta_path) as fh:
+            json.dump(self.meta, fh, indent=2, sort_keys=True)
+
+    def done_chunks(self) -> set[int]:
+        done = set()
+        if not self.folder.is_dir():
+            return done
+        for f in self.folder.iterdir():
+            m = SHARD_RE.match(f.name)
+            if m and int(m.group(1)) < self.n_chunks():
+                done.add(int(m.group(1)))
+        return done
+
+    def write_chunk(self, i: int, features: np.ndarray, valid: np.ndarray) -> None:
+        rows = self.chunk_rows(i)
+        assert features.shape[0] == len(rows) == valid.shape[0], (features.shape, len(rows))
+        with atomic_write(self.shard_path(i), "wb") as fh:
+            np.savez(fh, features=features.astype(np.float32, copy=False), valid=valid.astype(bool))
+
+    def read_chunk(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.shard_path(i)) as z:
+            return z["features"], z["valid"]
+
+    def merge(self, paths: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        feats = np.zeros((self.n, dim), np.float32)
+        valid = np.zeros(self.n, bool)
+        for i in range(self.n_chunks()):
+            rows = self.chunk_rows(i)
+            f, v = self.read_chunk(i)
+            feats[rows.start:rows.stop] = f
+            valid[rows.start:rows.stop] = v
+        with atomic_write(self.merged_path, "wb") as fh:
+            np.savez(fh, features=feats, valid=valid, paths=np.asarray([os.path.abspath(p) for p in paths]))
+        for i in range(self.n_chunks()):
+            self.shard_path(i).unlink(missing_ok=True)
+        return feats, valid
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.merged_path) as z:
+            return z["features"], z["valid"]
