@@ -67,6 +67,12 @@ def _load_builtin_plugins() -> None:
         pass
 
 
+def _with_vgse(ds: ZSLDataset, kwargs: dict) -> ZSLDataset:
+    from ..semantics.vgse import attach_vgse  # learnt embeddings (`zsl vgse fit`) join when cached
+
+    return attach_vgse(ds, kwargs.get("cache_dir"))
+
+
 def list_datasets(data_root=None, *, available_only: bool = True) -> list[str]:
     """Names of datasets present under the data root (``synthetic`` is always there)."""
     _load_builtin_plugins()
@@ -90,7 +96,7 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, **kwarg
     if name.startswith("image-folder:"):
         from .image_folder import read_image_folder
 
-        return read_image_folder(name.split(":", 1)[1], **kwargs)
+        return _with_vgse(read_image_folder(name.split(":", 1)[1], **kwargs), kwargs)
     if name in _DATASETS:
         spec = _DATASETS[name]
         split = split or spec.splits[0]
@@ -100,7 +106,7 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, **kwarg
             raise DataError(f"data root {root} does not exist; pass --data-root or set ZSL_DATA to the folder holding the data")
         if not spec.available(root):
             raise DataError(f"dataset {name!r} not found under data root {root}; pass --data-root or set ZSL_DATA")
-        return spec.loader(root, split, **kwargs)
+        return _with_vgse(spec.loader(root, split, **kwargs), kwargs)
     folders = _xlsa17_folders(root)
     if name.lower() in folders:
         from .xlsa17 import read_xlsa17

@@ -61,6 +61,7 @@ class ZSLDataset:
         if source not in self.embeddings:
             raise DataError(
                 f"dataset {self.name!r} has no {source!r} class embeddings; available: {', '.join(sorted(self.embeddings))}"
+                + (f"; run `zsl vgse fit --dataset {self.name} --split {self.split}` first" if source.startswith("vgse") else "")
             )
         return self.embeddings[source]
 
