@@ -1,0 +1,376 @@
+"""The benchmark runner: a declared grid of cells, each run with the evaluation protocol, each
+finished cell stored as one row; resumable.
+
+A grid (TOML, see ``grids/quick.toml``) declares methods x datasets x splits x settings x seeds.
+A *cell* is one (method spec, dataset, split, setting, seed); its identity is the hash of its
+resolved config -- method spec and overrides, dataset, split, loader options, setting, seed,
+semantics, selection and the dataset fingerprint (so changed data is a new cell, never a stale
+hit). Cells already in the store are skipped, so a benchmark killed at any point (even SIGKILL)
+completes on the next start with no duplicate and no partial row: a row is inserted in one
+transaction only after its cell has finished.
+
+A cell that raises (or passes the grid's ``cell_timeout_seconds``) is stored with status
+``error`` and its message; the benchmark carries on. ``--retry-errors`` reruns those cells.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ZSLError
+from ..io import config_hash
+
+GRIDS = ("quick", "full")
+
+
+# ---------------------------------------------------------------------------------------- grids
+def load_grid(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """A grid by preset name (``quick``, ``full``) or TOML file path, with defaults filled in."""
+    text: str
+    p = Path(name_or_path)
+    if str(name_or_path) in GRIDS:
+        text = resources.files("zsl.bench").joinpath("grids", f"{name_or_path}.toml").read_text()
+        default_name = str(name_or_path)
+    elif p.is_file():
+        text = p.read_text()
+        default_name = p.stem
+    else:
+        raise ZSLError(f"grid {str(name_or_path)!r} is neither a preset ({', '.join(GRIDS)}) nor a TOML file")
+    try:
+        grid = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ZSLError(f"{name_or_path}: invalid TOML: {exc}") from None
+    grid.setdefault("name", default_name)
+    grid.setdefault("methods", "all")
+    grid.setdefault("presets", ["default"])
+    grid.setdefault("settings", ["zsl", "gzsl"])
+    grid.setdefault("seeds", [0])
+    grid.setdefault("selection", "val")
+    grid.setdefault("cell_timeout_seconds", 0)
+    grid.setdefault("total_budget_seconds", 0)
+    grid.setdefault("other_datasets", False)
+    grid.setdefault("fallback", None)
+    grid.setdefault("datasets", {})
+    grid.setdefault("method_options", {})
+    for key in ("presets", "settings", "seeds"):
+        if not isinstance(grid[key], list) or not grid[key]:
+            raise ZSLError(f"grid {grid['name']!r}: {key!r} must be a non-empty list")
+    bad = [s for s in grid["settings"] if s not in ("zsl", "gzsl")]
+    if bad:
+        raise ZSLError(f"grid {grid['name']!r}: unknown settings {bad}; valid: zsl, gzsl")
+    return grid
+
+
+def grid_methods(grid: dict[str, Any], dataset: str | None = None) -> list[str]:
+    """Method specs ``name.preset`` of the grid (``"all"`` = every registered non-retrieval method).
+
+    A method without an explicit preset gets the first preset it declares from, in order, its
+    ``method_options`` preset, the dataset's ``presets`` list, then the grid's ``presets`` list
+    (so ``cpl.awa1`` is used on AwA1 when CPL declares it, ``tiny`` on the synthetic fallback).
+    """
+    from .._registry import get_method_class, list_methods
+
+    names = grid["methods"]
+    if names == "all":
+        names = list_methods(retrieval=False)
+    specs = []
+    for name in names:
+        base, _, preset = str(name).partition(".")
+        cls = get_method_class(base)
+        if not preset:
+            opts = grid["method_options"].get(base, {})
+            ds_order = grid["datasets"].get(dataset, {}).get("presets", []) if dataset else []
+            order = [opts["preset"]] if "preset" in opts else [*ds_order, *grid["presets"]]
+            preset = next((p for p in order if p in cls.presets), "default")
+        specs.append(f"{base}.{preset}")
+    return specs
+
+
+def grid_datasets(grid: dict[str, Any], data_root=None) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """``[(dataset, split, loader kwargs)]`` present under the data root, and notes about the rest."""
+    from ..data import dataset_splits, list_datasets
+
+    available = list_datasets(data_root)
+    declared = grid["datasets"]
+    out: list[tuple[str, str, dict]] = []
+    notes: list[str] = []
+    for name, opts in declared.items():
+        if opts.get("only_as_fallback"):
+            continue
+        if name not in available:
+            notes.append(f"{name}: not found under the data root, skipped")
+            continue
+        for split in opts.get("splits") or list(dataset_splits(name, data_root))[:1]:
+            out.append((name, split, dict(opts.get("load", {}))))
+    if grid["other_datasets"]:
+        for name in available:
+            if name not in declared and name != "synthetic":
+                out.append((name, list(dataset_splits(name, data_root))[0], {}))
+    if not out and grid["fallback"]:
+        fb = grid["fallback"]
+        opts = declared.get(fb, {})
+        for split in opts.get("splits") or list(dataset_splits(fb))[:1]:
+            out.append((fb, split, dict(opts.get("load", {}))))
+        notes.append(f"no real dataset found: running on the built-in {fb!r} dataset. Point at real data with "
+                     "--data-root PATH or ZSL_DATA=PATH (a folder holding awa1-lampert/, cifar10-jpg.tar.gz or xlsa17 folders)")
+    return out, notes
+
+
+@dataclass
+class Cell:
+    spec: str
+    dataset: str
+    split: str
+    setting: str
+    seed: int
+    selection: str = "val"
+    semantics: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    @property
+    def method(self) -> str:
+        return self.spec.split(".", 1)[0]
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec, "overrides": self.overrides, "dataset": self.dataset, "split": self.split,
+            "load": self.load, "setting": self.setting, "seed": self.seed, "semantics": self.semantics,
+            "selection": self.selection, "dataset_fingerprint": self.fingerprint,
+        }
+
+    @property
+    def cell_hash(self) -> str:
+        return config_hash(self.identity())
+
+    def label(self) -> str:
+        return f"{self.spec} on {self.dataset}/{self.split} {self.setting.upper()} seed {self.seed}"
+
+
+def expand_grid(grid: dict[str, Any], datasets: list[tuple[str, str, dict]]) -> list[Cell]:
+    """Every cell of the grid over the given datasets (fingerprints are filled in when loaded)."""
+    from .._registry import get_method_class
+
+    cells = []
+    for dataset, split, load in datasets:
+        for spec in grid_methods(grid, dataset):
+            cls = get_method_class(spec)
+            opts = grid["method_options"].get(cls.name, {})
+            for setting in grid["settings"]:
+                if setting == "gzsl" and not cls.tags.get("supports_gzsl", True):
+                    continue
+                for seed in grid["seeds"]:
+                    cells.append(Cell(spec, dataset, split, setting, int(seed), opts.get("selection", grid["selection"]),
+                                      opts.get("semantics"), dict(opts.get("overrides", {})), dict(load)))
+    return cells
+
+
+# ---------------------------------------------------------------------------------------- measuring
+def code_version() -> str:
+    """``<package version>+g<commit>[.dirty]`` when running from a git checkout, else the version."""
+    from .. import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        if not sha:
+            return __version__
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(here.parent)], cwd=here, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+class PeakMemory:
+    """Peak resident memory of this process during a block, in MiB.
+
+    Linux: resets the kernel's high-water mark (``/proc/self/clear_refs`` <- 5) on entry and reads
+    ``VmHWM`` on exit, so each cell gets its own peak although they share a process. Elsewhere it
+    falls back to ``ru_maxrss`` (the process-lifetime peak), and says so in ``self.method``.
+    """
+
+    def __enter__(self):
+        self.method = "VmHWM"
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            self.method = "ru_maxrss"
+        self.peak_mb = float("nan")
+        return self
+
+    def __exit__(self, *exc):
+        if self.method == "VmHWM":
+            try:
+                with open("/proc/self/status") as fh:
+                    for line in fh:
+                        if line.startswith("VmHWM:"):
+                            self.peak_mb = int(line.split()[1]) / 1024.0
+                            break
+            except OSError:
+                self.method = "ru_maxrss"
+        if self.method == "ru_maxrss":
+            from ..eval.protocol import peak_rss_mb
+
+            self.peak_mb = peak_rss_mb()
+        return False
+
+
+class CellTimeout(BaseException):
+    """Raised inside a cell that ran past its time budget (BaseException: method code must not swallow it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    if not seconds or seconds <= 0 or not hasattr(signal, "SIGALRM") or os.name != "posix":
+        yield
+        return
+
+    def _alarm(signum, frame):
+        raise CellTimeout(f"exceeded the cell time budget of {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ---------------------------------------------------------------------------------------- running
+def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_name: str = "",
+             cache_dir=None, save_runs: bool = True) -> dict[str, Any]:
+    """Run one cell through :func:`zsl.eval.protocol.run_method`; return its store row (ok or error)."""
+    from ..eval.protocol import run_method
+
+    row: dict[str, Any] = {
+        "cell_hash": cell.cell_hash, "grid": grid_name, "method": cell.method, "spec": cell.spec,
+        "dataset": cell.dataset, "split": cell.split, "setting": cell.setting, "seed": cell.seed,
+        "semantics": cell.semantics or dataset.default_semantics, "selection": cell.selection,
+        "code_version": code, "dataset_fingerprint": cell.fingerprint,
+    }
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        try:
+            with time_limit(timeout):
+                result = run_method(cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed,
+                                    selection=cell.selection, overrides=cell.overrides)
+            error = None
+        except (Exception, CellTimeout) as exc:
+            result = None
+            error = f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc(limit=-3)
+    row["wall_seconds"] = time.perf_counter() - t0
+    row["peak_rss_mb"] = mem.peak_mb
+    if result is None:
+        config = {**cell.identity(), "traceback": tb}
+        row.update(status="error", error=error, config_json=config, config_hash=config_hash(cell.identity()),
+                   metrics_json={})
+        return row
+    config = {**result.config, "cell": cell.identity(), "validation": result.validation,
+              "peak_memory_method": mem.method}
+    row.update(
+        status="ok", error=None, config_json=config, config_hash=config_hash(result.config),
+        metrics_json=result.metrics, fit_seconds=result.fit_seconds, predict_seconds=result.predict_seconds,
+        semantics=result.semantics, selection=result.selection,
+        **{m: result.metrics.get(m) for m in ("acc", "U", "S", "H")},
+    )
+    if save_runs:
+        from ..cli import save_run
+
+        result.peak_rss_mb = mem.peak_mb
+        with contextlib.suppress(OSError):
+            save_run(result, cache_dir)
+    return row
+
+
+def run_benchmark(
+    grid: dict[str, Any],
+    store,
+    *,
+    data_root=None,
+    cache_dir=None,
+    methods: list[str] | None = None,
+    datasets: list[str] | None = None,
+    retry_errors: bool = False,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    """Run every cell of ``grid`` not yet in ``store``; returns a summary with the grid's cell hashes."""
+    from ..data import load_dataset
+
+    todo_sets, notes = grid_datasets(grid, data_root)
+    if datasets:
+        todo_sets = [d for d in todo_sets if d[0] in datasets]
+    for n in notes:
+        log(f"zsl benchmark: {n}")
+    cells = expand_grid(grid, todo_sets)
+    if methods:
+        cells = [c for c in cells if c.method in methods or c.spec in methods]
+    done = store.done_hashes(include_errors=not retry_errors)
+    errored_before = store.done_hashes() - store.done_hashes(include_errors=False) if retry_errors else set()
+    code = code_version()
+    summary = {"cells": [], "ran": 0, "skipped": 0, "errors": 0, "over_budget": 0, "load_errors": {}, "notes": notes}
+    budget = float(grid.get("total_budget_seconds") or 0)
+    n_total = len(cells)
+    t_start = time.perf_counter()
+    i = 0
+    for dataset, split, load in todo_sets:
+        group = [c for c in cells if (c.dataset, c.split) == (dataset, split) and c.load == load]
+        if not group:
+            continue
+        try:
+            t0 = time.perf_counter()
+            ds = load_dataset(dataset, split, data_root=data_root, **load)
+            fp = ds.fingerprint()
+            log(f"[{dataset}/{split}] loaded in {time.perf_counter() - t0:.1f}s: {ds.summary()}")
+        except Exception as exc:  # noqa: BLE001 - a dataset that fails to load is reported, the rest still runs
+            msg = f"{type(exc).__name__}: {exc}"
+            summary["load_errors"][f"{dataset}/{split}"] = msg
+            log(f"[{dataset}/{split}] could not be loaded, its {len(group)} cells are skipped: {msg}")
+            i += len(group)
+            continue
+        for cell in group:
+            i += 1
+            cell.fingerprint = fp
+            h = cell.cell_hash
+            summary["cells"].append(h)
+            if h in done:
+                summary["skipped"] += 1
+                continue
+            if budget and time.perf_counter() - t_start > budget:
+                # not stored: the next start of the same grid picks these cells up
+                summary["over_budget"] += 1
+                continue
+            log(f"[{i}/{n_total}] {cell.label()} ...")
+            row = run_cell(cell, ds, timeout=float(grid.get("cell_timeout_seconds") or 0), code=code,
+                           grid_name=grid["name"], cache_dir=cache_dir)
+            stored = store.insert(row, replace=h in errored_before)
+            summary["ran"] += 1
+            if row["status"] == "error":
+                summary["errors"] += 1
+                log(f"[{i}/{n_total}]   ERROR after {row['wall_seconds']:.1f}s: {row['error']}")
+            else:
+                m = row["metrics_json"]
+                score = f"top-1 {m['acc']:.4f}" if cell.setting == "zsl" else f"U {m['U']:.4f} S {m['S']:.4f} H {m['H']:.4f}"
+                log(f"[{i}/{n_total}]   {score}  ({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} MiB)"
+                    + ("" if stored else " [already stored by another worker]"))
+        del ds
+    summary["wall_seconds"] = time.perf_counter() - t_start
+    if summary["over_budget"]:
+        summary["notes"].append(f"{summary['over_budget']} cells not started: the grid's total budget of {budget:g} s "
+                                "was spent; run the same command again to continue where it stopped")
+    return summary

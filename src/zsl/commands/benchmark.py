@@ -1,0 +1,51 @@
+"""``zsl benchmark``: run a declared grid into the results store (resumable), then print the table."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    from ..cli import add_data_args
+
+    p = subparsers.add_parser(
+        "benchmark",
+        help="run a grid of methods x datasets x splits x settings x seeds into the results store (resumable)",
+        description="Run every cell of a grid that the results store does not hold yet, then print the "
+                    "ZSL / GZSL tables. Kill it at any time and start it again: it completes the grid.",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", const="quick", dest="grid",
+                   help="the quick grid: every method, 1 seed, AwA1 standard+ps, a CIFAR-10 subset (default)")
+    g.add_argument("--full", action="store_const", const="full", dest="grid", help="the full grid: 3 seeds, every split")
+    g.add_argument("--grid", dest="grid", metavar="TOML", help="a grid file (see src/zsl/bench/grids/quick.toml)")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="results store: SQLAlchemy URL or file path (default: sqlite:///<cache>/results.db)")
+    p.add_argument("--methods", nargs="+", default=None, help="only these methods (names)")
+    p.add_argument("--datasets", nargs="+", default=None, help="only these datasets")
+    p.add_argument("--retry-errors", action="store_true", help="rerun cells stored as errors")
+    add_data_args(p)
+    p.set_defaults(func=_handler, grid="quick")
+
+
+def _handler(args) -> int:
+    from ..bench.report import markdown
+    from ..bench.runner import load_grid, run_benchmark
+    from ..bench.store import ResultsStore
+
+    t0 = time.perf_counter()
+    grid = load_grid(args.grid)
+    store = ResultsStore(args.store, cache_dir=args.cache_dir)
+    print(f"zsl benchmark: grid {grid['name']!r}, results store {store.url}", file=sys.stderr, flush=True)
+    summary = run_benchmark(grid, store, data_root=args.data_root, cache_dir=args.cache_dir, methods=args.methods,
+                            datasets=args.datasets, retry_errors=args.retry_errors)
+    hashes = set(summary["cells"])
+    rows = [r for r in store.rows() if r["cell_hash"] in hashes]
+    print(markdown(rows, title_suffix=f" — grid `{grid['name']}`"))
+    for where, msg in summary["load_errors"].items():
+        print(f"dataset {where} could not be loaded: {msg}")
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(f"{summary['ran']} cells run ({summary['errors']} errors), {summary['skipped']} already in the store; "
+          f"wall time {time.perf_counter() - t0:.0f} s. Tables again: zsl report --store {store.url}")
+    return 0
