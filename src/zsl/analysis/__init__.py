@@ -1,0 +1,1 @@
+"""Analyses that reproduce papers' figures (PNG) and tables (markdown); see :mod:`zsl.analysis.cpl`."""

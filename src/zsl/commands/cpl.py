@@ -1,0 +1,89 @@
+"""``zsl cpl ablation|relation|sensitivity|confusion|similarity|tsne|search``: the CPL slides' analyses.
+
+Figures (PNG) and tables (markdown) go to ``--out`` (default
+``<cache>/analyses/cpl/<dataset>-<split>/``); ``search`` runs or resumes the class-wise
+cross-validation Optuna study whose best trial ``zsl run cpl`` then uses.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ANALYSES = ("ablation", "relation", "sensitivity", "confusion", "similarity", "tsne")
+
+
+def register(subparsers) -> None:
+    from ..cli import add_dataset_args, parse_overrides  # noqa: F401
+
+    p = subparsers.add_parser("cpl", help="CPL analyses (ablation, sensitivity, ...) and its hyperparameter search")
+    p.add_argument("analysis", choices=ANALYSES + ("search",))
+    add_dataset_args(p)
+    p.add_argument("--out", default=None, help="output folder (default: <cache>/analyses/cpl/<dataset>-<split>/)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds averaged by ablation/relation/sensitivity (default 0)")
+    p.add_argument("--preset", default="default", help="CPL preset (default: default)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a CPL hyperparameter (repeatable)")
+    p.add_argument("--no-tuned", action="store_true", help="ignore the best trial of the CPL study; use the preset")
+    p.add_argument("--params", default=None, help="sensitivity: comma-separated subset of lambda_rec,lambda_cls,lambda_inter,beta")
+    g = p.add_argument_group("search")
+    g.add_argument("--n-trials", type=int, default=20, help="search: total trials the study should hold (default 20)")
+    g.add_argument("--folds", type=int, default=3, help="search: class-wise folds over the seen classes (default 3)")
+    g.add_argument("--storage", default=None, help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/cpl.db)")
+    g.add_argument("--max-per-class", type=int, default=200, help="search: images per seen class used (default 200; 0 = all)")
+    p.set_defaults(func=_cmd_cpl)
+
+
+def _cmd_cpl(args) -> int:
+    import os
+
+    from ..cli import parse_overrides
+    from ..data import load_dataset
+    from ..errors import ZSLError
+
+    if args.cache_dir:
+        os.environ["ZSL_CACHE"] = str(args.cache_dir)
+    ds = load_dataset(args.dataset, args.split, data_root=args.data_root)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.analysis == "search":
+        from ..cpl_search import best_cpl_params, search, study_name
+
+        if args.preset == "default":
+            args.preset = "search"
+        study = search(ds, n_trials=args.n_trials, folds=args.folds, preset=args.preset, storage=args.storage,
+                       semantics=args.semantics, max_per_class=args.max_per_class or None, log=log)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        best = best_cpl_params(ds.name, ds.split, args.storage, semantics=args.semantics or ds.default_semantics)
+        print(f"study {study_name(ds.name, ds.split, args.semantics or ds.default_semantics)}: {len(done)} complete trials; "
+              f"best {max(t.value for t in done):.4f} with {best}")
+        return 0
+
+    from ..analysis import cpl as analysis
+
+    try:
+        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    except ValueError:
+        raise ZSLError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    base = parse_overrides(args.set)
+    if not args.no_tuned and args.preset == "default":
+        from ..methods.cpl import CPL
+
+        tuned = CPL.tuned_params(ds, args.semantics or ds.default_semantics)
+        if tuned:
+            log(f"using the best trial of the CPL study: {tuned}")
+        base = {**tuned, **base}
+    out = Path(args.out) if args.out else analysis.default_out(ds, args.cache_dir)
+    common = dict(preset=args.preset, base=base, semantics=args.semantics, log=log)
+    if args.analysis in ("ablation", "relation"):
+        paths = getattr(analysis, args.analysis)(ds, out, seeds=seeds, **common)
+    elif args.analysis == "sensitivity":
+        params = tuple(p.strip() for p in args.params.split(",")) if args.params else tuple(analysis.SENSITIVITY)
+        bad = [p for p in params if p not in analysis.SENSITIVITY]
+        if bad:
+            raise ZSLError(f"--params: unknown {bad}; valid: {', '.join(analysis.SENSITIVITY)}")
+        paths = analysis.sensitivity(ds, out, seeds=seeds, params=params, **common)
+    elif args.analysis in ("confusion", "tsne"):
+        paths = getattr(analysis, args.analysis)(ds, out, seed=seeds[0], **common)
+    else:
+        paths = analysis.similarity(ds, out, semantics=args.semantics, relation=base.get("relation", "lstsq"), log=log)
+    for p in paths:
+        print(p)
+    return 0

@@ -1,0 +1,322 @@
+"""CPL -- semantic-visual composite projection learning for zero-shot recognition.
+
+Reference: the CPL slides in ``papers/cpl-composite-projection-learning.txt`` (composite
+projection network + generative model + similarity network with inter-class soft labels).
+
+Notation: x (d,) visual feature, a_c (k,) semantics of class c, S seen classes, U unseen classes.
+
+1. Generator G(a, z) -> x~: the f-CLSWGAN conditional WGAN-GP (critic + gradient penalty +
+   classification loss), trained on the seen classes, reused from :mod:`zsl.methods.fclswgan`;
+   it synthesises ``n_synth_per_class`` features for every unseen class.
+2. Encoder E: a -> visual space (Linear, LeakyReLU, Linear). Projection loss (slides 2.3)::
+
+       L_proj = mean_i ||E(a_{y_i}) - x_i||^2  +  beta * mean_j ||E(a_{u_j}) - x~_j||^2
+
+   (Term 1 over real seen samples, Term 2 over generated unseen samples.)
+3. Decoder D: E(a) -> a (Linear, ReLU, Linear, Sigmoid); ``L_rec = mean_c ||D(E(a_c)) - a_c||^2``
+   over every class, seen and unseen, so the embedding keeps semantic detail.
+4. Similarity network R([x ; E(a_k)]) -> s_ik in (0, 1) (Linear, LeakyReLU, Linear, Sigmoid).
+   Seen classification loss ``L_cls = mean_{i, k in S} (s_ik - 1[y_i = k])^2``. Inter-class loss
+   ``L_inter = mean_{i, k in U} (s_ik - r[y_i, k])^2`` with soft labels r (S, U) from
+   least squares ``min_R ||A_U - R^T A_S||^2 + ridge ||R||^2`` -> ``R = (A_S A_S^T + ridge I)^-1 A_S A_U^T``
+   (row i relates seen class i to every unseen class), or ``relation="cosine"``: r = cos(a_s, a_u).
+5. Objective ``L = L_proj + l1 L_rec + l2 L_cls + l3 L_inter`` (``lambda_rec``, ``lambda_cls``,
+   ``lambda_inter``), Adam. Prediction: ``argmax_k s(x, E(a_k))`` over the candidates.
+
+Choices where the slides are silent (measured on AwA1, see benchmarks/results/cpl.md):
+- Input features: PCA to ``n_components`` dims fitted on (at most ``pca_max_samples`` random rows
+  of) the training features (6252-d AwA1 histograms make CPU training slow otherwise), then divided by one global scale so the mean
+  per-dimension variance is 1. Because PCA features are signed, E ends in a linear layer rather
+  than the slides' second LeakyReLU. ``n_components=None`` keeps the raw features.
+- Semantics: every class-embedding column is min-max scaled to [0, 1] over all classes; this is
+  the input of E and G and the target of D's sigmoid (GloVe vectors are signed otherwise).
+- Soft labels: each row of r is min-max rescaled to [0, 1] and multiplied by
+  ``soft_label_scale`` (< 1 so the most related unseen class never scores as high as a sample's
+  own class).
+- All squared errors are means over elements. The first layer of R acts on the concatenation
+  [x ; e] as W_x x + W_e e, computed once per sample and once per class and broadcast, which is
+  the same function and avoids materialising (n_samples x n_classes) concatenations.
+- Every training step draws one minibatch of real seen features and one of the same size from
+  the generated unseen pool (Term 2).
+- Ablations switch terms off: ``use_generated=False`` (no G, no Term 2), ``use_inter_class=False``
+  (no L_inter), ``use_decoder=False`` (no D, no L_rec).
+
+Shapes: X (n, d) -> features (n, d') after PCA; class embeddings (C, k); E(A) (C, d'); scores (n, m).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._registry import register_method
+from ..base import ZSLMethod, seed_everything
+from ..cpl_search import SEARCH_SPACE
+
+RELATIONS = ("lstsq", "cosine")
+
+# In-process memo of the deterministic, expensive stages of a fit (PCA; trained generator), keyed by
+# a hash of the training data and every parameter the stage depends on. Analyses that refit CPL
+# many times on the same data with different loss weights (ablations, sensitivity) reuse them;
+# results are identical to recomputing because each stage is a pure function of its key.
+_STAGE_CACHE: dict[tuple, object] = {}
+_STAGE_CACHE_SIZE = 4
+
+
+def _cached(key: tuple, compute):
+    if key in _STAGE_CACHE:
+        return _STAGE_CACHE[key]
+    value = compute()
+    while len(_STAGE_CACHE) >= _STAGE_CACHE_SIZE:
+        _STAGE_CACHE.pop(next(iter(_STAGE_CACHE)))
+    _STAGE_CACHE[key] = value
+    return value
+
+
+def scale_semantics(S: np.ndarray) -> np.ndarray:
+    """Min-max scale every column of S (C, k) to [0, 1] over all classes (constant columns -> 0.5)."""
+    S = np.asarray(S, dtype=np.float64)
+    lo, hi = S.min(0), S.max(0)
+    span = np.where(hi - lo > 1e-12, hi - lo, 1.0)
+    out = (S - lo) / span
+    out[:, hi - lo <= 1e-12] = 0.5
+    return out.astype(np.float32)
+
+
+def soft_labels(S: np.ndarray, seen: np.ndarray, unseen: np.ndarray, *, relation: str = "lstsq",
+                ridge: float = 1e-1, scale: float = 1.0) -> np.ndarray:
+    """Inter-class soft labels r (len(seen), len(unseen)): row i relates seen class i to every unseen class.
+
+    ``lstsq``: R = argmin ||A_U - R^T A_S||^2 + ridge ||R||^2 = (A_S A_S^T + ridge I)^-1 A_S A_U^T,
+    with A_S (|S|, k), A_U (|U|, k). ``cosine``: r_ij = cos(a_i, a_j). Each row is then rescaled
+    to [0, 1] (min-max; a constant row becomes 0) and multiplied by ``scale``.
+    """
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    A = np.asarray(S, dtype=np.float64)
+    As, Au = A[seen], A[unseen]
+    if relation == "lstsq":
+        r = np.linalg.solve(As @ As.T + ridge * np.eye(len(As)), As @ Au.T)
+    else:
+        n_s = As / np.maximum(np.linalg.norm(As, axis=1, keepdims=True), 1e-12)
+        n_u = Au / np.maximum(np.linalg.norm(Au, axis=1, keepdims=True), 1e-12)
+        r = n_s @ n_u.T
+    lo, hi = r.min(1, keepdims=True), r.max(1, keepdims=True)
+    r = np.where(hi - lo > 1e-12, (r - lo) / np.where(hi - lo > 1e-12, hi - lo, 1.0), 0.0)
+    return (scale * r).astype(np.float32)
+
+
+class RelationNet(nn.Module):
+    """Similarity network R: s(x, e) = sigmoid(w2 . leaky(W [x ; e] + b1) + b2) for every (sample, class) pair.
+
+    W [x ; e] = W_x x + W_e e is computed once per sample and once per class and broadcast.
+    """
+
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.fx = nn.Linear(d, hidden)
+        self.fe = nn.Linear(d, hidden, bias=False)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, x, e):  # x (n, d), e (m, d) -> (n, m)
+        h = self.fx(x)[:, None, :] + self.fe(e)[None, :, :]
+        return torch.sigmoid(self.out(nn.functional.leaky_relu(h, 0.2))).squeeze(-1)
+
+
+def _build_modules(k: int, d: int, hidden: int, relation_hidden: int, use_decoder: bool):
+    encoder = nn.Sequential(nn.Linear(k, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, d))
+    decoder = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, k), nn.Sigmoid()) if use_decoder else None
+    return encoder, decoder, RelationNet(d, relation_hidden)
+
+
+@register_method
+class CPL(ZSLMethod):
+    """Composite projection learning; see the module docstring for the model and every choice."""
+
+    name = "cpl"
+    tags = {"family": "generative", "supports_gzsl": True, "retrieval": False, "stochastic": True}
+    presets = {
+        "default": {},
+        "awa1": {},
+        "tiny": {"n_components": None, "hidden": 64, "relation_hidden": 32, "epochs": 15, "batch_size": 64, "lr": 3e-3,
+                 "n_synth_per_class": 40, "gan_epochs": 3, "gan_hidden": 64, "gan_noise_dim": 8, "gan_critic_iters": 2},
+        "search": {"epochs": 10, "gan_epochs": 15},
+    }
+    param_grid = {}
+    search_space = SEARCH_SPACE  # the slides' grid; searched by class-wise CV in zsl.cpl_search
+
+    def __init__(self, *, beta: float = 1e-2, lambda_rec: float = 1e-2, lambda_cls: float = 1e-1,
+                 lambda_inter: float = 1e-2, use_generated: bool = True, use_inter_class: bool = True,
+                 use_decoder: bool = True, relation: str = "lstsq", ridge: float = 1e-1,
+                 soft_label_scale: float = 0.5, n_components: int | None = 512, pca_max_samples: int = 4000, hidden: int = 1024,
+                 relation_hidden: int = 256, epochs: int = 20, batch_size: int = 128, lr: float = 1e-3,
+                 weight_decay: float = 1e-5, n_synth_per_class: int = 300, gan_epochs: int = 30,
+                 gan_hidden: int = 1024, gan_noise_dim: int = 64, gan_critic_iters: int = 5, gan_lr: float = 1e-4,
+                 gan_batch_size: int = 256, gan_gp_lambda: float = 10.0, gan_cls_weight: float = 0.01,
+                 random_state: int = 0, progress: bool = False):
+        self.beta = beta
+        self.lambda_rec = lambda_rec
+        self.lambda_cls = lambda_cls
+        self.lambda_inter = lambda_inter
+        self.use_generated = use_generated
+        self.use_inter_class = use_inter_class
+        self.use_decoder = use_decoder
+        self.relation = relation
+        self.ridge = ridge
+        self.soft_label_scale = soft_label_scale
+        self.n_components = n_components
+        self.pca_max_samples = pca_max_samples
+        self.hidden = hidden
+        self.relation_hidden = relation_hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.n_synth_per_class = n_synth_per_class
+        self.gan_epochs = gan_epochs
+        self.gan_hidden = gan_hidden
+        self.gan_noise_dim = gan_noise_dim
+        self.gan_critic_iters = gan_critic_iters
+        self.gan_lr = gan_lr
+        self.gan_batch_size = gan_batch_size
+        self.gan_gp_lambda = gan_gp_lambda
+        self.gan_cls_weight = gan_cls_weight
+        self.random_state = random_state
+        self.progress = progress
+
+    # -- preprocessing --------------------------------------------------------------------
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """Raw features (n, d) -> CPL's visual space (n, d'): optional PCA then one global scale."""
+        Z = X if self.pca_ is None else self.pca_.transform(X)
+        return ((Z - self.mean_) / self.scale_).astype(np.float32)
+
+    @classmethod
+    def tuned_params(cls, dataset, semantics: str | None = None) -> dict:
+        """Best class-wise-CV trial for this dataset/split/semantics in the default CPL study, or {}.
+
+        The protocol applies these (below explicit overrides) when ``cpl`` is run without a preset;
+        with no study yet, the ``default`` preset is used as it is.
+        """
+        from ..cpl_search import best_cpl_params  # noqa: PLC0415
+
+        return best_cpl_params(dataset.name, dataset.split, semantics=semantics or dataset.default_semantics) or {}
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, X, y, class_embeddings, seen_classes):
+        X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS}, got {self.relation!r}")
+        rng = seed_everything(self.random_state)
+        self.n_features_in_ = X.shape[1]
+        self.n_classes_ = len(S)
+        unseen = np.setdiff1d(np.arange(len(S)), seen)
+        self.seen_classes_ = seen
+
+        # visual space: PCA fitted on the training features, then one global scale
+        from ._torch_utils import data_hash
+
+        key_data = data_hash(X, y, S, seen)
+        if self.n_components is not None and self.n_components < min(X.shape):
+            from sklearn.decomposition import PCA
+
+            fit_rows = rng.permutation(len(X))[:self.pca_max_samples]  # PCA basis from a row subsample (speed)
+            self.pca_ = _cached(("pca", key_data, self.n_components, self.pca_max_samples, self.random_state), lambda: PCA(
+                self.n_components, svd_solver="randomized", random_state=self.random_state).fit(X[fit_rows]))
+            Z = self.pca_.transform(X)
+        else:
+            self.pca_ = None
+            Z = X.astype(np.float64)
+        self.mean_ = Z.mean(0).astype(np.float32)
+        self.scale_ = np.float32(np.sqrt(np.mean(Z.var(0))) + 1e-12)
+        Z = ((Z - self.mean_) / self.scale_).astype(np.float32)
+        A = scale_semantics(S)
+        self.semantics_ = A
+
+        # 1. generated unseen features (f-CLSWGAN generator trained on the seen classes)
+        use_gen = self.use_generated and len(unseen) > 0
+        if use_gen:
+            from .fclswgan import synthesize, train_conditional_wgan
+
+            gan = dict(noise_dim=self.gan_noise_dim, hidden=self.gan_hidden, epochs=self.gan_epochs,
+                       batch_size=self.gan_batch_size, lr=self.gan_lr, critic_iters=self.gan_critic_iters,
+                       gp_lambda=self.gan_gp_lambda, cls_weight=self.gan_cls_weight, random_state=self.random_state)
+            generator = _cached(("gan", key_data, self.n_components, tuple(sorted(gan.items()))),
+                                lambda: train_conditional_wgan(Z, y, A, seen, progress=self.progress, **gan))
+            Xg, yg = synthesize(generator, A, unseen, self.n_synth_per_class, random_state=self.random_state)
+            Xg = torch.as_tensor(np.asarray(Xg, dtype=np.float32))
+            yg = torch.as_tensor(np.asarray(yg, dtype=np.int64))
+            self.generator_ = generator
+        else:
+            self.generator_ = None
+        seed_everything(self.random_state)  # the CPL networks start from the same state with or without G
+
+        # soft labels (|S|, |U|) for the inter-class loss
+        use_inter = self.use_inter_class and len(unseen) > 0
+        self.soft_labels_ = soft_labels(S, seen, unseen, relation=self.relation, ridge=self.ridge,
+                                        scale=self.soft_label_scale) if len(unseen) else np.zeros((len(seen), 0), np.float32)
+
+        d, k = Z.shape[1], A.shape[1]
+        encoder, decoder, relation_net = _build_modules(k, d, self.hidden, self.relation_hidden, self.use_decoder)
+        params = list(encoder.parameters()) + list(relation_net.parameters()) + (list(decoder.parameters()) if decoder else [])
+        opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        mse = nn.functional.mse_loss
+
+        A_t = torch.as_tensor(A)
+        Z_t = torch.as_tensor(Z)
+        col = torch.as_tensor(np.searchsorted(seen, y))  # label -> column among seen classes
+        onehot = nn.functional.one_hot(col, len(seen)).float()
+        soft_t = torch.as_tensor(self.soft_labels_)
+        seen_t, unseen_t = torch.as_tensor(seen), torch.as_tensor(unseen)
+        n = len(Z)
+        bs = min(self.batch_size, n)
+        steps = max(1, n // bs)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        history = []
+        from tqdm.auto import tqdm
+
+        for _epoch in tqdm(range(self.epochs), desc="cpl", disable=not self.progress, file=None):
+            perm = torch.randperm(n, generator=gen)
+            totals = np.zeros(5)
+            for step in range(steps):
+                idx = perm[step * bs:(step + 1) * bs]
+                x, c = Z_t[idx], col[idx]
+                E_all = encoder(A_t)  # (C, d')
+                E_seen = E_all[seen_t]
+                loss_proj = mse(E_seen[c], x)
+                if use_gen:
+                    gidx = torch.randint(len(Xg), (len(idx),), generator=gen)
+                    loss_proj = loss_proj + self.beta * mse(E_all[yg[gidx]], Xg[gidx])
+                loss_rec = mse(decoder(E_all), A_t) if decoder is not None else torch.zeros(())
+                loss_cls = mse(relation_net(x, E_seen), onehot[idx])
+                loss_inter = mse(relation_net(x, E_all[unseen_t]), soft_t[c]) if use_inter else torch.zeros(())
+                loss = loss_proj + self.lambda_rec * loss_rec + self.lambda_cls * loss_cls + self.lambda_inter * loss_inter
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                totals += [float(v.detach()) for v in (loss, loss_proj, loss_rec, loss_cls, loss_inter)]
+            history.append(dict(zip(("loss", "proj", "rec", "cls", "inter"), (totals / steps).tolist())))
+        encoder.eval()
+        relation_net.eval()
+        self.encoder_, self.decoder_, self.relation_net_ = encoder, decoder, relation_net
+        self.history_ = history
+        with torch.no_grad():
+            self.class_prototypes_ = encoder(A_t).numpy()  # E(a_c) for every class, (C, d')
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def embed(self, X) -> np.ndarray:
+        """Features in CPL's visual space (n, d') -- used by the analyses (t-SNE)."""
+        self._check_is_fitted()
+        from ..base import check_features
+
+        return self._features(check_features(X))
+
+    def decision_function(self, X, candidates):
+        X, candidates = self._validate_predict(X, candidates)
+        Z = torch.as_tensor(self._features(X))
+        E = torch.as_tensor(self.class_prototypes_[candidates])
+        out = np.empty((len(Z), len(candidates)), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, len(Z), 1024):
+                out[start:start + 1024] = self.relation_net_(Z[start:start + 1024], E).numpy()
+        return out
