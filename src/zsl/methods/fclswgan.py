@@ -236,26 +236,39 @@ def synthesize(generator: ConditionalGenerator, S: np.ndarray, classes, n_per_cl
 class _GenerativeClassifierMixin:
     """ZSL / GZSL softmax classifiers on synthesized features and candidate-restricted scores.
 
-    Requires ``unseen_``, ``n_classes_``, ``zsl_clf_``, ``gzsl_clf_`` and ``_embed(X)``.
+    Each classifier standardises its inputs per dimension with the mean/std of its own training
+    set (synthesized unseen, or real seen + synthesized unseen): features in a Sigmoid space vary
+    by a few hundredths, and an unscaled linear softmax needs far more steps to fit them.
+    Requires ``unseen_`` and ``n_classes_``; sets ``zsl_clf_``, ``gzsl_clf_`` and their scalers.
     """
+
+    @staticmethod
+    def _scaler(Z):
+        mean = Z.mean(0)
+        std = Z.std(0) + 1e-6
+        return mean.astype(np.float32), std.astype(np.float32)
 
     def _fit_final_classifiers(self, Z_seen, y_seen, Z_syn, y_syn, *, epochs, lr, batch_size, seed, progress):
         unseen = self.unseen_
         self.zsl_clf_ = None
         if len(unseen):
-            self.zsl_clf_ = train_softmax_classifier(Z_syn, np.searchsorted(unseen, y_syn), len(unseen), epochs=epochs, lr=lr,
+            self.zsl_scaler_ = self._scaler(Z_syn)
+            Zz = (Z_syn - self.zsl_scaler_[0]) / self.zsl_scaler_[1]
+            self.zsl_clf_ = train_softmax_classifier(Zz, np.searchsorted(unseen, y_syn), len(unseen), epochs=epochs, lr=lr,
                                                      batch_size=batch_size, random_state=seed, progress=progress,
                                                      desc="ZSL classifier")
         Z_all = np.concatenate([Z_seen, Z_syn]) if len(Z_syn) else Z_seen
         y_all = np.concatenate([y_seen, y_syn]) if len(y_syn) else y_seen
-        self.gzsl_clf_ = train_softmax_classifier(Z_all, y_all, self.n_classes_, epochs=epochs, lr=lr, batch_size=batch_size,
+        self.gzsl_scaler_ = self._scaler(Z_all)
+        Za = (Z_all - self.gzsl_scaler_[0]) / self.gzsl_scaler_[1]
+        self.gzsl_clf_ = train_softmax_classifier(Za, y_all, self.n_classes_, epochs=epochs, lr=lr, batch_size=batch_size,
                                                   random_state=seed + 1, progress=progress, desc="GZSL classifier")
 
     def _scores(self, Z, candidates):
         if self.zsl_clf_ is not None and np.isin(candidates, self.unseen_).all():
-            logp = predict_log_proba(self.zsl_clf_, Z)
+            logp = predict_log_proba(self.zsl_clf_, (Z - self.zsl_scaler_[0]) / self.zsl_scaler_[1])
             return logp[:, np.searchsorted(self.unseen_, candidates)]
-        logp = predict_log_proba(self.gzsl_clf_, Z)
+        logp = predict_log_proba(self.gzsl_clf_, (Z - self.gzsl_scaler_[0]) / self.gzsl_scaler_[1])
         return logp[:, candidates]
 
 
