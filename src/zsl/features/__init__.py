@@ -220,10 +220,16 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
         finally:
             bar.close()
     if store is not None:
-        for c in done:
-            rows = store.chunk_rows(c)
-            feats[rows.start:rows.stop], valid[rows.start:rows.stop] = store.read_chunk(c)
-        store.merge(paths, FEATURE_DIM)
+        try:
+            for c in done:
+                rows = store.chunk_rows(c)
+                feats[rows.start:rows.stop], valid[rows.start:rows.stop] = store.read_chunk(c)
+            store.merge(paths, feats, valid)
+        except FileNotFoundError:
+            # another process extracting the same list merged (and removed the shards) first
+            if not store.is_complete():
+                raise
+            feats, valid = store.load()
     return feats, valid, folder
 
 

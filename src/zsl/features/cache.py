@@ -105,19 +105,12 @@ class FeatureCache:
         with np.load(self.shard_path(i)) as z:
             return z["features"], z["valid"]
 
-    def merge(self, paths: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
-        feats = np.zeros((self.n, dim), np.float32)
-        valid = np.zeros(self.n, bool)
-        for i in range(self.n_chunks()):
-            rows = self.chunk_rows(i)
-            f, v = self.read_chunk(i)
-            feats[rows.start:rows.stop] = f
-            valid[rows.start:rows.stop] = v
+    def merge(self, paths: list[str], features: np.ndarray, valid: np.ndarray) -> None:
+        """Write the whole entry (features (n, d), valid (n,)) atomically, then drop the shards."""
         with atomic_write(self.merged_path, "wb") as fh:
-            np.savez(fh, features=feats, valid=valid, paths=np.asarray([os.path.abspath(p) for p in paths]))
+            np.savez(fh, features=features, valid=valid, paths=np.asarray([os.path.abspath(p) for p in paths]))
         for i in range(self.n_chunks()):
             self.shard_path(i).unlink(missing_ok=True)
-        return feats, valid
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self.merged_path) as z:
