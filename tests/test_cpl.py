@@ -169,6 +169,7 @@ def test_protocol_uses_best_trial_when_a_study_exists(syn, tmp_path, monkeypatch
     assert all(res.config["params"][k] == v for k, v in best.items())
 
 
+@pytest.mark.slow
 def test_cli_similarity_and_ablation_write_png_and_markdown(tmp_path):
     pytest.importorskip("matplotlib")
     from zsl.cli import main
@@ -203,3 +204,13 @@ def test_cli_errors_are_one_line(capsys):
 
     assert main(["cpl", "sensitivity", "--dataset", "synthetic", "--params", "gamma"]) == 2
     assert "--params" in capsys.readouterr().err
+
+
+def test_cli_similarity_writes_png_and_markdown(tmp_path):
+    pytest.importorskip("matplotlib")
+    from zsl.cli import main
+
+    out = tmp_path / "figs"
+    assert main(["cpl", "similarity", "--dataset", "synthetic", "--out", str(out)]) == 0
+    assert (out / "similarity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "most related unseen" in (out / "similarity.md").read_text()

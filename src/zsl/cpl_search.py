@@ -90,9 +90,11 @@ def open_study(dataset: str, split: str, *, semantics: str = "attributes", stora
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage or default_storage()
+    name = study_name(dataset, split, semantics)
     try:
-        return optuna.create_study(study_name=study_name(dataset, split, semantics), storage=storage,
-                                   direction="maximize", sampler=_make_sampler(), load_if_exists=True)
+        with _budget_lock(storage, name):  # two workers creating the same SQLite schema/study at once
+            return optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                       sampler=_make_sampler(), load_if_exists=True)
     except Exception as exc:  # bad URL, unreachable server, unwritable file
         raise ZSLError(f"cannot open the Optuna storage {storage!r}: {type(exc).__name__}: {exc}") from None
 
