@@ -158,8 +158,12 @@ class FeaturePreprocessor:
         if self.n_components is not None and self.n_components < X.shape[1]:
             from sklearn.decomposition import PCA
 
-            k = min(self.n_components, X.shape[0])
-            pca = PCA(n_components=k, svd_solver="randomized", random_state=self.random_state).fit(X)
+            rows = X
+            if self.max_samples and len(X) > self.max_samples:
+                pick = np.random.default_rng(self.random_state).choice(len(X), self.max_samples, replace=False)
+                rows = X[np.sort(pick)]
+            k = min(self.n_components, rows.shape[0])
+            pca = PCA(n_components=k, svd_solver="randomized", iterated_power=3, random_state=self.random_state).fit(rows)
             self.components_ = pca.components_.astype(np.float32)  # (k, d)
         else:
             self.components_ = None

@@ -12,7 +12,7 @@ space. Every component is a switch, for the paper's ablation (Fig. 4, Table 4):
                      L_cls = -log p_C(y | x')        (eq. 2, weight ``cls_weight`` = 1)
                      L_cls' = -log p_C(y | x^')      (eq. 3, on reconstructions, ``cls_recon_weight`` = 0.1)
     noise_alpha   reconstruction target x~' = x' + alpha * eps, eps ~ N(0, I)    (eq. 10-11)
-    CVAE          E(x~') -> (mu, log var) of z;  G(z, a) -> x^';
+    CVAE          E(x~', a) -> (mu, log var) of z;  G(z, a) -> x^';
                   L_CVAE = ||x^' - x~'||^2 + kl_weight * KL(N(mu, var) || N(0, I))   (eq. 1, 11)
     objective     min_{E, G, M, C}  L_CVAE + cls_weight L_cls + cls_recon_weight L_cls'   (eq. 4)
 
@@ -27,6 +27,8 @@ Choices where the paper is silent or ambiguous (documented params):
   unit average variance (AwA1's 6252-d histograms would make the 4096-unit networks slow on CPU).
 * F and M are composed (x -> F -> M): the paper fine-tunes "the original visual features" with F
   and then feeds F(x) to the CVAE; M projects what the CVAE sees.
+* The encoder is conditioned on a as well, as in the CVAE of Mishra et al. that the paper builds
+  on (without it, z can carry the class and the decoder learns to ignore a).
 * The encoder sees the *perturbed* target x~' (eq. 11 leaves it open): if it saw the clean x',
   the decoder could not predict the noise and alpha would only add a constant to the loss; encoding
   the perturbation puts it into z, so features sampled from the prior spread like the noise.
@@ -91,16 +93,16 @@ def gaussian_similarity_loss(similarities: torch.Tensor, y: torch.Tensor) -> tor
 
 
 class Encoder(nn.Module):
-    """E(x') -> (mu, log var), each (n, latent_dim)."""
+    """E(x', a) -> (mu, log var), each (n, latent_dim) (conditioned on a, as Mishra et al.'s CVAE)."""
 
-    def __init__(self, in_dim: int, hidden: int, latent_dim: int):
+    def __init__(self, in_dim: int, attr_dim: int, hidden: int, latent_dim: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(0.2))
+        self.body = nn.Sequential(nn.Linear(in_dim + attr_dim, hidden), nn.LeakyReLU(0.2))
         self.mu = nn.Linear(hidden, latent_dim)
         self.logvar = nn.Linear(hidden, latent_dim)
 
-    def forward(self, x):
-        h = self.body(x)
+    def forward(self, x, a):
+        h = self.body(torch.cat([x, a], dim=1))
         return self.mu(h), self.logvar(h)
 
 
@@ -173,7 +175,7 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
     tags = {"family": "generative", "supports_gzsl": True, "retrieval": False, "stochastic": True}
     presets = {
         "default": {},
-        "awa1": {"pca_dim": 256, "noise_alpha": 1.0},
+        "awa1": {},
         # the paper's ablation rows (Fig. 4 / Table 4)
         "na": {"use_mapping": False, "use_gaussian": False, "noise_alpha": 0.0},
         "cls": {"use_mapping": True, "use_gaussian": False, "noise_alpha": 0.0},
@@ -181,7 +183,7 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
         "tiny": {"pca_dim": None, "hidden": 128, "map_dim": 64, "gaussian_dim": 64, "epochs": 10, "finetune_epochs": 5,
                  "batch_size": 64, "n_synth": 50, "clf_epochs": 10, "noise_alpha": 0.05, "progress": False, "checkpoint": False},
     }
-    param_grid = {"noise_alpha": [0.2, 1.0], "gamma": [0.5, 2.0]}
+    param_grid = {"noise_alpha": [0.2, 1.0]}
     search_space = {
         "noise_alpha": ("float", 0.0, 2.0, False),
         "gamma": ("float", 0.05, 10.0, True),
@@ -190,11 +192,11 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
         "n_synth": ("int", 50, 1000),
     }
 
-    def __init__(self, *, pca_dim: int | None = 256, use_mapping: bool = True, use_gaussian: bool = True,
-                 noise_alpha: float = 1.0, gamma: float = 1.0, map_dim: int = 512, gaussian_dim: int = 512,
-                 latent_dim: int | None = None, hidden: int = 1024, epochs: int = 25, finetune_epochs: int = 10,
+    def __init__(self, *, pca_dim: int | None = 128, use_mapping: bool = True, use_gaussian: bool = True,
+                 noise_alpha: float = 1.0, gamma: float = 1.0, map_dim: int = 256, gaussian_dim: int = 256,
+                 latent_dim: int | None = None, hidden: int = 512, epochs: int = 8, finetune_epochs: int = 4,
                  batch_size: int = 128, lr: float = 1e-3, kl_weight: float = 1.0, cls_weight: float = 1.0,
-                 cls_recon_weight: float = 0.1, n_synth: int = 300, clf_epochs: int = 20, clf_lr: float = 1e-3,
+                 cls_recon_weight: float = 0.1, n_synth: int = 200, clf_epochs: int = 20, clf_lr: float = 1e-3,
                  recon_trains_mapping: bool = False, random_state: int = 0, checkpoint: bool = True, progress: bool = True,
                  n_threads: int | None = 1):
         self.pca_dim = pca_dim
@@ -298,7 +300,7 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
         output = "sigmoid" if self.use_mapping and self.noise_alpha == 0 else "none"
         self.mapping_ = _init(SigmoidMap(Ht.shape[1], self.map_dim), gen) if self.use_mapping else None
         classifier = _init(nn.Linear(self.map_dim, n_seen), gen) if self.use_mapping else None
-        self.encoder_ = _init(Encoder(out_dim, self.hidden, latent), gen)
+        self.encoder_ = _init(Encoder(out_dim, k, self.hidden, latent), gen)
         self.decoder_ = _init(Decoder(latent, k, self.hidden, out_dim, output), gen)
         modules = [m for m in (self.mapping_, classifier, self.encoder_, self.decoder_) if m is not None]
         params = [p for m in modules for p in m.parameters()]
@@ -322,7 +324,7 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
                 target = x_proj if self.recon_trains_mapping else x_proj.detach()
                 if self.noise_alpha > 0:  # eq. 10: reconstruct a perturbed copy
                     target = target + self.noise_alpha * torch.randn(x_proj.shape, generator=gen)
-                mu, logvar = self.encoder_(target)
+                mu, logvar = self.encoder_(target, a)
                 z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)
                 recon = self.decoder_(z, a)
                 # eq. 1 / 11: Gaussian likelihood (squared error summed over dims) + KL, per sample
