@@ -45,6 +45,24 @@ def _check(qc, qy, dc, dy):
     return qc, qy, dc, dy
 
 
+def _ap_block(D: np.ndarray, rel_all: np.ndarray, top_ks: tuple) -> list[np.ndarray]:
+    """APs of a block of queries from their (b, N) distances and relevance, for each k in ``top_ks``
+    (None = the whole ranking). Ties: lower database index first (stable sort)."""
+    # distances fit in uint8/uint16, for which NumPy's stable sort is a linear-time radix sort
+    order = np.argsort(D.astype(np.uint8 if D.max(initial=0) < 256 else np.uint16), axis=1, kind="stable")
+    rel = np.take_along_axis(rel_all, order, axis=1)
+    hits = np.cumsum(rel, axis=1, dtype=np.int32)
+    prec_at_rel = np.where(rel, hits / np.arange(1, rel.shape[1] + 1), 0.0)
+    out = []
+    for k in top_ks:
+        if k is None:
+            denom, num = hits[:, -1], prec_at_rel.sum(1)
+        else:
+            denom, num = hits[:, min(k, rel.shape[1]) - 1], prec_at_rel[:, :k].sum(1)
+        out.append(np.where(denom > 0, num / np.maximum(denom, 1), 0.0))
+    return out
+
+
 def average_precisions(query_codes, query_labels, db_codes, db_labels, top_k: int | None = None,
                        block: int = 256) -> np.ndarray:
     """(nq,) AP of each query over the Hamming ranking (deterministic ties; see module docstring)."""
@@ -52,15 +70,7 @@ def average_precisions(query_codes, query_labels, db_codes, db_labels, top_k: in
     out = np.zeros(len(qc))
     for i in range(0, len(qc), block):
         D = _hamming(qc[i : i + block], dc)
-        order = np.argsort(D, axis=1, kind="stable")  # ties: lower database index first
-        if top_k is not None:
-            order = order[:, :top_k]
-        rel = dy[order] == qy[i : i + block, None]  # (b, N or k)
-        hits = np.cumsum(rel, axis=1)
-        ranks = np.arange(1, rel.shape[1] + 1)
-        prec_sum = np.sum((hits / ranks) * rel, axis=1)
-        denom = hits[:, -1] if top_k is not None else np.sum(dy[None, :] == qy[i : i + block, None], axis=1)
-        out[i : i + block] = np.where(denom > 0, prec_sum / np.maximum(denom, 1), 0.0)
+        out[i : i + block] = _ap_block(D, dy[None, :] == qy[i : i + block, None], (top_k,))[0]
     return out
 
 
@@ -107,15 +117,29 @@ def precision_recall_curve(query_codes, query_labels, db_codes, db_labels) -> di
     return _pr_from_counts(*_radius_counts(query_codes, query_labels, db_codes, db_labels))
 
 
-def retrieval_metrics(query_codes, query_labels, db_codes, db_labels, *, top_k: int = 1000, radius: int = 2) -> dict:
-    """mAP (all), mAP@top_k, precision within ``radius``, and the PR curve, in one pass of distances."""
-    total, relevant = _radius_counts(query_codes, query_labels, db_codes, db_labels)
+def retrieval_metrics(query_codes, query_labels, db_codes, db_labels, *, top_k: int = 1000, radius: int = 2,
+                      block: int = 256) -> dict:
+    """mAP (all), mAP@top_k, precision within ``radius`` and the PR curve, from one pass of distances."""
+    qc, qy, dc, dy = _check(query_codes, query_labels, db_codes, db_labels)
+    n_bits = qc.shape[1] * 8
+    ap_all, ap_k = np.zeros(len(qc)), np.zeros(len(qc))
+    total = np.zeros((len(qc), n_bits + 1), np.int64)
+    relevant = np.zeros_like(total)
+    for i in range(0, len(qc), block):
+        D = _hamming(qc[i : i + block], dc)
+        rel = dy[None, :] == qy[i : i + block, None]
+        ap_all[i : i + block], ap_k[i : i + block] = _ap_block(D, rel, (None, top_k))
+        # per-distance counts for all queries of the block at once: offset each row's distances
+        flat = (D + (n_bits + 1) * np.arange(len(D))[:, None]).ravel()
+        size = len(D) * (n_bits + 1)
+        total[i : i + block] = np.bincount(flat, minlength=size).reshape(len(D), -1)
+        relevant[i : i + block] = np.bincount(flat[rel.ravel()], minlength=size).reshape(len(D), -1)
     t = total[:, : radius + 1].sum(1)
     r = relevant[:, : radius + 1].sum(1)
     pr = _pr_from_counts(total, relevant)
     return {
-        "mAP": mean_average_precision(query_codes, query_labels, db_codes, db_labels),
-        f"mAP@{top_k}": mean_average_precision(query_codes, query_labels, db_codes, db_labels, top_k=top_k),
+        "mAP": float(ap_all.mean()),
+        f"mAP@{top_k}": float(ap_k.mean()),
         f"P@r{radius}": float(np.mean(np.where(t > 0, r / np.maximum(t, 1), 0.0))),
         "pr_curve": {k: [None if np.isnan(x) else float(x) for x in v] for k, v in pr.items()},
     }

@@ -71,16 +71,17 @@ def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1) -
     where ``_{-k}`` drops bit k. Each column update is exact given the others, so the objective
     never increases. ``sign(0)`` is taken as +1 so codes stay binary.
     """
-    B = B.copy()
-    r = B.shape[1]
+    Bt = np.ascontiguousarray(B.T)  # (r, n): one bit per contiguous row, so each update is a row write
+    Qt = np.ascontiguousarray(Q.T)
+    r = Bt.shape[0]
     G = W @ W.T  # (r, r): row k holds w_k . w_j
     for _ in range(n_sweeps):
         for k in range(r):
-            g = G[:, k].copy()
+            g = G[k].copy()
             g[k] = 0.0
-            b = Q[:, k] - B @ g
-            B[:, k] = np.where(b >= 0, 1.0, -1.0)
-    return B
+            b = Qt[k] - g @ Bt
+            Bt[k] = np.where(b >= 0, 1.0, -1.0)
+    return np.ascontiguousarray(Bt.T)
 
 
 def knn_laplacian(X: np.ndarray, k: int = 5, *, block: int = 2048) -> sp.csr_matrix:

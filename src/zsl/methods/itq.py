@@ -9,7 +9,8 @@ by alternating (paper section 2.3), ``n_iter`` times (the paper uses 50):
     B-step:  B = sign(V_x R)
     R-step:  orthogonal Procrustes, SVD  B^T V_x = U S Wt  ->  R = (U Wt)^T = Wt^T U^T
 Initial R: a random orthogonal matrix (QR of a Gaussian, seeded). Codes: sign((x - mu) V R).
-Requires r <= d (PCA to r dimensions). Labels and class embeddings are ignored.
+Requires r <= d (PCA to r dimensions). Above 2048 dimensions the principal directions come from a
+randomised SVD (Halko et al. 2011; 5 power iterations) instead of the d x d covariance. Labels and class embeddings are ignored.
 """
 from __future__ import annotations
 
@@ -46,9 +47,15 @@ class ITQ(HashingMethod):
         self.n_classes_ = len(S)
         self.mean_ = X.mean(0)
         Xc = (X - self.mean_).astype(np.float64)
-        # top-r eigenvectors of the covariance (eigh returns ascending order)
-        evals, evecs = np.linalg.eigh(Xc.T @ Xc / len(Xc))
-        V = evecs[:, ::-1][:, : self.n_bits]
+        if Xc.shape[1] <= 2048:
+            # top-r eigenvectors of the covariance (eigh returns ascending order)
+            evals, evecs = np.linalg.eigh(Xc.T @ Xc / len(Xc))
+            V = evecs[:, ::-1][:, : self.n_bits]
+        else:  # high-dimensional features (AwA1: 6252-d): randomised SVD finds the same leading subspace
+            from sklearn.utils.extmath import randomized_svd
+
+            _, _, Vt = randomized_svd(Xc, self.n_bits, n_oversamples=20, n_iter=5, random_state=self.random_state)
+            V = Vt.T
         V *= np.where(V[np.abs(V).argmax(0), np.arange(V.shape[1])] < 0, -1.0, 1.0)  # deterministic sign
         Vx = Xc @ V
         R, _ = np.linalg.qr(rng.standard_normal((self.n_bits, self.n_bits)))
