@@ -196,9 +196,9 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
         "n_synth": ("int", 50, 1000),
     }
 
-    def __init__(self, *, pca_dim: int | None = 128, use_mapping: bool = True, use_gaussian: bool = True,
-                 noise_alpha: float = 1.0, gamma: float = 1.0, map_dim: int = 256, gaussian_dim: int = 256,
-                 latent_dim: int | None = None, hidden: int = 512, epochs: int = 8, finetune_epochs: int = 4,
+    def __init__(self, *, pca_dim: int | None = 100, use_mapping: bool = True, use_gaussian: bool = True,
+                 noise_alpha: float = 1.0, gamma: float = 1.0, map_dim: int = 128, gaussian_dim: int = 128,
+                 latent_dim: int | None = None, hidden: int = 256, epochs: int = 6, finetune_epochs: int = 3,
                  batch_size: int = 128, lr: float = 1e-3, kl_weight: float = 1.0, cls_weight: float = 1.0,
                  cls_recon_weight: float = 0.1, n_synth: int = 200, clf_epochs: int = 20, clf_lr: float = 1e-3,
                  recon_trains_mapping: bool = False, random_state: int = 0, checkpoint: bool = True, progress: bool = True,

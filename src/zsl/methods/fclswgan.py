@@ -292,7 +292,7 @@ class FCLSWGAN(_GenerativeClassifierMixin, ZSLMethod):
         "epochs": ("int", 5, 60),
     }
 
-    def __init__(self, *, pca_dim: int | None = 128, hidden: int = 512, noise_dim: int | None = None, epochs: int = 6,
+    def __init__(self, *, pca_dim: int | None = 100, hidden: int = 256, noise_dim: int | None = None, epochs: int = 5,
                  batch_size: int = 256, lr: float = 2e-4, critic_iters: int = 5, gp_lambda: float = 10.0,
                  cls_weight: float = 0.01, n_synth: int = 200, clf_epochs: int = 20, clf_lr: float = 1e-3,
                  random_state: int = 0, checkpoint: bool = True, progress: bool = True, n_threads: int | None = 1):
