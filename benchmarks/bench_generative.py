@@ -43,7 +43,12 @@ def _preset(method, dataset, epochs):
 
 
 def child(method: str, impl: str, dataset: str, epochs: int | None) -> dict:
+    import tempfile
+
     import torch
+
+    # a fresh cache per child: checkpoints are written (their cost is measured) but never resumed from
+    os.environ["ZSL_CACHE"] = tempfile.mkdtemp(prefix="zsl-bench-generative-")
 
     import zsl
     from zsl.eval.metrics import per_class_accuracy
@@ -177,8 +182,7 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--dataset", args.dataset, "--child", method, impl]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
-            env = {**os.environ, "ZSL_CACHE": os.environ.get("ZSL_CACHE", "/tmp/zsl-bench-generative")}
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             rows.append(json.loads(out))
             print(f"  {method} {impl}: {rows[-1]['seconds']:.1f}s", file=sys.stderr, flush=True)
     lines = [f"# Generative ZSL training benchmark ({args.dataset}, 1 torch thread)", "",
