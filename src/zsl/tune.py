@@ -17,7 +17,9 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,17 @@ def _storage(url: str | None, cache_dir=None):
     optuna = require_extra("optuna", "tune")
     url = normalise_url(url or default_storage(cache_dir), cache_dir)
     engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as exc:  # noqa: BLE001 - bad URL / unreachable server: one line naming the fix
-        raise ZSLError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
+    # Workers started together race to create the schema on an empty database (one gets "table
+    # already exists" / a unique violation); the schema is then there, so opening again succeeds.
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except Exception as exc:  # noqa: BLE001 - bad URL / unreachable server: one line naming the fix
+            msg = str(exc)
+            racing = any(s in msg for s in ("already exists", "UniqueViolation", "duplicate key", "database is locked"))
+            if not racing or attempt == 5:
+                raise ZSLError(f"cannot open Optuna storage {url!r}: {msg.splitlines()[0]}") from None
+            time.sleep(0.5 + random.random() * (attempt + 1))
 
 
 def suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:

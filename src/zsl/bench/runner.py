@@ -332,6 +332,11 @@ def run_benchmark(
         group = [c for c in cells if (c.dataset, c.split) == (dataset, split) and c.load == load]
         if not group:
             continue
+        if budget and time.perf_counter() - t_start > budget:
+            # the budget is spent: do not even load (or extract features for) this dataset
+            summary["over_budget"] += len(group)
+            i += len(group)
+            continue
         try:
             t0 = time.perf_counter()
             ds = load_dataset(dataset, split, data_root=data_root, **load)
