@@ -107,9 +107,9 @@ def speed(args) -> int:
     root = resolve_image_root(Path(os.environ.get("ZSL_DATA", "/work/shared/data")) / "cifar10-jpg.tar.gz")
     _, parts = scan_image_folder(root)
     paths = [p for p, _ in parts["train"][:: max(1, len(parts["train"]) // args.n)]][: args.n]
-    extract_features(paths[:8], resolution=args.resolution, progress=False, cache=False)  # warm-up
+    extract_features(paths[:8], resolution=args.reference_resolution, progress=False, cache=False)  # warm-up
     t0 = time.perf_counter()
-    extract_features(paths, resolution=args.resolution, progress=False, cache=False)
+    extract_features(paths, resolution=args.reference_resolution, progress=False, cache=False)
     whole = len(paths) / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     patches = [p for path in paths for p in image_patches(path, args.grid, 0.5)]
@@ -118,13 +118,18 @@ def speed(args) -> int:
     n_seen_images = 8 * 5000  # one rotation's seen classes, all train images
     n_all = 10 * 5000  # every class once: serves all five rotations
     nt = args.grid ** 2
+    ratio = patch_rate / whole  # patches per second per whole image per second, same run
+    free = ratio * args.free_reference_rate
     lines = [
-        f"load average {_loadavg()}; resolution {args.resolution}; N_t = {nt}; {len(paths)} CIFAR-10 train images",
-        f"whole images (extract_features, files, cache off): {whole:.1f} img/s",
-        f"patches (image_patches + extract_features, in memory): {patch_rate:.1f} patch/s "
-        f"= {patch_rate / nt:.1f} img/s; ratio patch-img/s / whole-img/s = {patch_rate / nt / whole:.2f}",
-        f"projected here: seen classes of one rotation (all 5000/class) {n_seen_images * nt / patch_rate / 60:.0f} min; "
+        f"load average {_loadavg()}; patch resolution {args.resolution}; N_t = {nt}; {len(paths)} CIFAR-10 train images",
+        f"whole images at {args.reference_resolution} px (extract_features, files, cache off): {whole:.1f} img/s",
+        f"patches at {args.resolution} px (image_patches + extract_features, in memory): {patch_rate:.1f} patch/s",
+        f"ratio patch/s : whole-image/s = {ratio:.2f}",
+        f"projected at this load: one rotation's seen classes (8 x 5000 images) {n_seen_images * nt / patch_rate / 60:.0f} min; "
         f"all 10 classes {n_all * nt / patch_rate / 60:.0f} min",
+        f"projected on a free machine (whole images {args.free_reference_rate:g} img/s at {args.reference_resolution} px, "
+        f"data/README.md): {free:.0f} patch/s -> 8 x 5000 images {n_seen_images * nt / free / 60:.1f} min, "
+        f"10 x 5000 {n_all * nt / free / 60:.1f} min",
     ]
     print("\n".join(lines))
     return 0
@@ -151,6 +156,9 @@ def main(argv=None) -> int:
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--resolution", type=int, default=32)
     s.add_argument("--grid", type=int, default=3)
+    s.add_argument("--reference-resolution", type=int, default=128)
+    s.add_argument("--free-reference-rate", type=float, default=90.0,
+                   help="whole-image img/s at the reference resolution on a free 2-core machine (data/README.md)")
     s.set_defaults(func=speed)
     args = ap.parse_args(argv)
     return args.func(args)

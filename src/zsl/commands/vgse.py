@@ -69,7 +69,8 @@ def _fit(args) -> int:
                                                      epochs=args.epochs, seed=args.seed))
         summary = fit_vgse(ds, cfg, cache_dir=args.cache_dir, progress=not args.quiet)
         short = {k: summary[k] for k in ("dataset", "split", "n_images", "n_patches", "extract_seconds",
-                                         "train_seconds", "final_epoch", "path")}
+                                         "train_seconds", "extract_cpu_seconds", "train_cpu_seconds",
+                                         "final_epoch", "path")}
         print(json.dumps(short))
         if args.figure:
             from ..semantics.vgse import cluster_figure

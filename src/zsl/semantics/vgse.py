@@ -343,7 +343,7 @@ def fit_vgse(dataset, config: VGSEConfig | None = None, *, cache_dir=None, progr
     per_class = _class_image_paths(dataset, trainval, cfg.images_per_class, cfg.clustering.seed)
     if sorted(per_class) != sorted(seen.tolist()):
         raise DataError(f"dataset {dataset.name!r}: trainval images do not cover every seen class")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     feats, labels = [], []
     for s, c in enumerate(seen):
         P = extract_patch_features(per_class[int(c)], grid=cfg.grid, patch_fraction=cfg.patch_fraction,
@@ -351,10 +351,12 @@ def fit_vgse(dataset, config: VGSEConfig | None = None, *, cache_dir=None, progr
                                    desc=f"VGSE patches {dataset.class_names[c]}")
         feats.append(P)
         labels.append(np.full(len(P), s))
-    extract_seconds = time.perf_counter() - t0
+    extract_seconds, extract_cpu = time.perf_counter() - t0, time.process_time() - c0
     P = np.concatenate(feats)
     labels = np.concatenate(labels)
+    c0 = time.process_time()
     res = fit_patch_clustering(P, labels, Wfull[seen], cfg.clustering, progress=progress)
+    train_cpu = time.process_time() - c0
 
     mats, relations = {}, {}
     for rel in RELATIONS:
@@ -375,6 +377,8 @@ def fit_vgse(dataset, config: VGSEConfig | None = None, *, cache_dir=None, progr
         "dataset": dataset.name, "split": dataset.split, "config": {**asdict(cfg)},
         "n_images": int(len(P)), "n_patches": int(P.shape[0] * P.shape[1]),
         "extract_seconds": extract_seconds, "train_seconds": res.seconds,
+        # CPU seconds of this process (all threads): a load-independent measure on a shared machine
+        "extract_cpu_seconds": extract_cpu, "train_cpu_seconds": train_cpu,
         "final_epoch": res.history[-1] if res.history else {},
         "relations": {k: np.round(v, 4).tolist() for k, v in relations.items()},
         "seen_images": {dataset.class_names[c]: per_class[int(c)] for c in seen},
