@@ -6,7 +6,7 @@ For every (split, method, code length) it fits the hash functions on the seen-cl
 images, encodes the database and the unseen-class queries (``zsl.eval.retrieval``), and prints
 mAP, mAP@k and precision within Hamming radius 2 averaged over the splits (cifar10: the five
 rotating splits rot0..rot4, so every class is an unseen query class once). It writes
-``results.json`` and ``pr_<bits>bits.png`` (precision-recall over Hamming radius, averaged over
+``results.json`` (``results.partial.json`` after every run) and ``pr_<bits>bits.png`` (precision-recall over Hamming radius, averaged over
 the splits) to ``--out`` (default ``<cache>/hashing/<dataset>-<hash of the settings>``).
 """
 from __future__ import annotations
@@ -73,6 +73,8 @@ def _cmd_hashing(args) -> int:
                 r = evaluate_hashing(spec, ds, n_bits=n_bits, seed=args.seed, semantics=args.semantics,
                                      n_queries=args.queries, top_k=args.top_k)
                 results.append(r.to_json())
+                # a long table survives an interruption: every finished run is on disk
+                write_json(out / "results.partial.json", {"settings": settings, "runs": results})
                 if bar:
                     bar.update()
     if bar:

@@ -55,7 +55,9 @@ Where the paper / code is ambiguous, and what we chose:
   binary weights), searched exactly in Phi's top-128 principal subspace (``_knn_space``: the full
   1001-d search is 8x the cost and dominated training time).
 * Hyperparameters default to the authors' released script: m = 1000 anchors, nu = 1e-5,
-  epsilon = 1e-2, lambda = 1e-2, delta = 1e-2, k = 5, 10 iterations, 10,000 training samples.
+  epsilon = 1e-2, lambda = 1e-2, delta = 1e-2, k = 5, 10 iterations, 10,000 training samples;
+  gamma = 1 (ours). threadpoolctl (a scikit-learn dependency) limits BLAS to one thread in the
+  alternation, whose many small products otherwise spend their time in thread hand-offs.
 
 Class codes (``decision_function``): a class with embedding s gets the code b minimising
 ||t R - b W||^2 (t = normalised, centred s), by DCC from sign(t R W^T); the score of an image for
