@@ -125,10 +125,10 @@ def _bar_chart(rows: dict[str, dict[str, float]], title: str, path: Path) -> Pat
         for b, v in zip(bars, vals):
             ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names)
-    ax.set_ylim(0, 1.05 * max(1e-3, max(max(r["acc"], r["H"]) for r in rows.values())) + 0.08)
+    ax.set_ylim(0, 1.25 * max(1e-3, max(max(r["acc"], r["H"]) for r in rows.values())))
     ax.set_ylabel("per-class accuracy")
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)  # above the bars, never over a label
     return _save_fig(fig, path)
 
 
