@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,17 +59,23 @@ def protocol_rows(ds, sem, variants, seed=0):
     return rows
 
 
-def cifar_part(max_per_class, data_root):
+def cifar_rows(max_per_class, data_root, splits):
     variants = CONSE_VARIANTS + [("DeViSE", "devise", {})]
     per_split = {}
-    for rot in ("rot0", "rot1", "rot2", "rot3", "rot4"):
+    for rot in splits:
         ds = zsl.load_dataset("cifar10", rot, data_root=data_root, max_per_class=max_per_class)
         log(ds.summary())
         per_split[rot] = protocol_rows(ds, "glove", variants)
+    return per_split
+
+
+def cifar_table(per_split, max_per_class):
+    labels = list(next(iter(per_split.values())))
     keys = ["zsl", "U", "S", "H", "hit@1", "hit@2", "hit@5"]
-    out = [f"### CIFAR-10, GloVe class names, rotating splits rot0..rot4 (max {max_per_class} images per class and part), mean (min-max) over the 5 splits\n",
+    out = [f"### CIFAR-10, GloVe class names, rotating splits {', '.join(per_split)} (max {max_per_class} images per class and part), "
+           f"mean (min-max) over the {len(per_split)} splits\n",
            "| method | ZSL top-1 | GZSL U | GZSL S | GZSL H | hit@1 | hit@2 | hit@5 |", "|---|---|---|---|---|---|---|---|"]
-    for label, *_ in variants:
+    for label in labels:
         cells = []
         for k in keys:
             v = np.array([per_split[r][label][k] for r in per_split])
@@ -77,9 +84,20 @@ def cifar_part(max_per_class, data_root):
     out.append("\nPer split ZSL top-1 / GZSL H:\n")
     out.append("| method | " + " | ".join(per_split) + " |")
     out.append("|---|" + "---|" * len(per_split))
-    for label, *_ in variants:
+    for label in labels:
         out.append(f"| {label} | " + " | ".join(f"{100 * per_split[r][label]['zsl']:.1f} / {100 * per_split[r][label]['H']:.1f}" for r in per_split) + " |")
     return "\n".join(out)
+
+
+def cifar_part(max_per_class, data_root, splits=("rot0", "rot1", "rot2", "rot3", "rot4"), rows_out=None):
+    per_split = cifar_rows(max_per_class, data_root, splits)
+    if rows_out:
+        import json
+
+        from zsl.io import write_json
+
+        write_json(rows_out, per_split)
+    return cifar_table(per_split, max_per_class)
 
 
 def awa1_part(data_root):
@@ -136,20 +154,51 @@ def imagenet_part(max_per_class, data_root, n_examples=5):
     return "\n".join(out)
 
 
+def hops_part():
+    from zsl.eval.hierarchy import imagenet_hop_sets, wordnet_graph
+    from zsl.labelling import imagenet1k_classes, imagenet21k_synsets
+
+    w21, _ = imagenet21k_synsets()
+    w1, _ = imagenet1k_classes()
+    g = wordnet_graph()
+    full = imagenet_hop_sets(w1, w21, 3, graph=g)
+    restricted = imagenet_hop_sets(w1, w21, 3, restrict_to_vocabulary=True, graph=g)
+    out = ["### ImageNet-21k labels within n is-a hops of an ImageNet-1k class (1k classes excluded), WordNet 3.0\n",
+           f"{len(set(w1) - set(w21))} of the 1k wnids are not in the 21k list ({', '.join(sorted(set(w1) - set(w21)))}).\n",
+           "| hops | paths through any WordNet noun | paths through 21k synsets only | papers (DeViSE/ConSE) |", "|---|---|---|---|"]
+    paper = {1: "-", 2: "1,589", 3: "7,860"}
+    for n in (1, 2, 3):
+        out.append(f"| {n} | {len(full[n])} | {len(restricted[n])} | {paper[n]} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-per-class", type=int, default=100)
     ap.add_argument("--parts", default="cifar,awa1,imagenet")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--splits", default="rot0,rot1,rot2,rot3,rot4", help="CIFAR-10 splits (run splits in parallel processes)")
+    ap.add_argument("--rows-out", default=None, help="write the CIFAR-10 per-split rows as JSON")
+    ap.add_argument("--merge", nargs="*", default=None, help="CIFAR-10 rows JSON files to merge into one table")
     args = ap.parse_args(argv)
+    if args.merge:
+        import json
+
+        per_split = {}
+        for f in args.merge:
+            per_split.update(json.loads(Path(f).read_text()))
+        print(cifar_table(dict(sorted(per_split.items())), args.max_per_class))
+        return
     parts = []
     for part in args.parts.split(","):
         t0 = time.perf_counter()
         if part == "cifar":
-            parts.append(cifar_part(args.max_per_class, args.data_root))
+            parts.append(cifar_part(args.max_per_class, args.data_root, args.splits.split(","), args.rows_out))
         elif part == "awa1":
             parts.append(awa1_part(args.data_root))
+        elif part == "hops":
+            parts.append(hops_part())
         elif part == "imagenet":
             parts.append(imagenet_part(args.max_per_class, args.data_root))
         else:
