@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export ZSL_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: run test test-slow bench install clean
+.PHONY: run test test-slow bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages some features use: WordNet 3.0 (ConSE hierarchy) and PostgreSQL (shared Optuna
+# storage test). Installed when running as root with apt; otherwise those tests skip with a reason.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  [ -f /usr/share/wordnet/data.noun ] || missing="$$missing wordnet-base"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || echo "could not install$$missing; the tests that need them will be skipped"; \
+	  fi; \
+	else echo "not root or no apt-get: skipping wordnet-base/postgresql (the tests that need them will be skipped)"; fi
+
 run: $(STAMP)
 	$(BIN)/zsl benchmark --quick
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
