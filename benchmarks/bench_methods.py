@@ -97,18 +97,21 @@ def ratio(a, b):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--methods", nargs="+", default=None)
+    ap.add_argument("--methods", nargs="+", default=os.environ.get("ZSL_BENCH_METHODS", "").split() or None,
+                    help="default: every registered method ($ZSL_BENCH_METHODS overrides)")
     ap.add_argument("--datasets", nargs="+", default=["awa1", "cifar10"])
-    ap.add_argument("--cifar-max-per-class", type=int, default=500)
     quick = os.environ.get("ZSL_BENCH_QUICK") == "1"
+    ap.add_argument("--cifar-max-per-class", type=int, default=200 if quick else 500)
     ap.add_argument("--sizes", nargs="+", default=["1000", "4000"] if quick else ["1000", "4000", "16000", "all"])
     ap.add_argument("--classes", nargs="+", type=int, default=[10, 20] if quick else [10, 20, 40])
-    ap.add_argument("--max-fit-seconds", type=float, default=300.0)
+    ap.add_argument("--max-fit-seconds", type=float, default=120.0 if quick else 300.0)
     args = ap.parse_args(argv)
     methods = args.methods or zsl.list_methods()
     available = zsl.list_datasets()
     lines = ["## Methods: fit / predict time and peak memory (bench_methods.py)", "",
-             f"Command: `python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
+             f"Command: `{'ZSL_BENCH_QUICK=1 ' if quick else ''}"
+             f"{'ZSL_BENCH_METHODS=' + repr(os.environ['ZSL_BENCH_METHODS']) + ' ' if os.environ.get('ZSL_BENCH_METHODS') else ''}"
+             f"python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
              "Baseline = closed-form ridge regression to one-hot seen-class targets on the same data, measured in "
              "the same run. Ratios are method / baseline; seconds and MiB in parentheses for scale.", ""]
     first = None
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
                              f"{ratio(f_mem, b_mem)} (+{f_mem:.0f} MiB) |")
             except Exception as exc:  # noqa: BLE001 - one broken method is reported, the rest still run
                 lines.append(f"| {spec} | error: {type(exc).__name__}: {str(exc)[:100]} | | |")
-            del model
+            model = None
             gc.collect()
         lines.append("")
         if ds is not first:

@@ -56,7 +56,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", default=None, help="run only these scripts (e.g. bench_methods)")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per script")
+    ap.add_argument("--quick", action="store_true", help="reduced runs (sets ZSL_BENCH_QUICK=1 for every script)")
     args = ap.parse_args(argv)
+    if args.quick:
+        os.environ["ZSL_BENCH_QUICK"] = "1"
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem in args.only or s.name in args.only]

@@ -54,7 +54,8 @@ def _storage(url: str | None, cache_dir=None):
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except Exception as exc:  # noqa: BLE001 - bad URL / unreachable server: one line naming the fix
             msg = str(exc)
-            racing = any(s in msg for s in ("already exists", "UniqueViolation", "duplicate key", "database is locked"))
+            racing = any(s in msg for s in ("already exists", "UniqueViolation", "duplicate key", "UNIQUE constraint",
+                                          "IntegrityError", "database is locked"))
             if not racing or attempt == 5:
                 raise ZSLError(f"cannot open Optuna storage {url!r}: {msg.splitlines()[0]}") from None
             time.sleep(0.5 + random.random() * (attempt + 1))
