@@ -236,17 +236,19 @@ def synthesize(generator: ConditionalGenerator, S: np.ndarray, classes, n_per_cl
 class _GenerativeClassifierMixin:
     """ZSL / GZSL softmax classifiers on synthesized features and candidate-restricted scores.
 
-    Each classifier standardises its inputs per dimension with the mean/std of its own training
-    set (synthesized unseen, or real seen + synthesized unseen): features in a Sigmoid space vary
-    by a few hundredths, and an unscaled linear softmax needs far more steps to fit them.
+    Each classifier centres its inputs per dimension and divides by one global RMS scale, both from
+    its own training set (synthesized unseen, or real seen + synthesized unseen): features in a
+    Sigmoid space vary by a few hundredths, and an unscaled linear softmax needs far more steps.
     Requires ``unseen_`` and ``n_classes_``; sets ``zsl_clf_``, ``gzsl_clf_`` and their scalers.
     """
 
     @staticmethod
     def _scaler(Z):
+        # per-dimension centring, one global scale: a per-dimension std would blow up dimensions
+        # where the generator has (almost) no variance (e.g. dead ReLU outputs) on real test data
         mean = Z.mean(0)
-        std = Z.std(0) + 1e-6
-        return mean.astype(np.float32), std.astype(np.float32)
+        scale = float(np.sqrt(np.mean((Z - mean) ** 2))) + 1e-6
+        return mean.astype(np.float32), np.float32(scale)
 
     def _fit_final_classifiers(self, Z_seen, y_seen, Z_syn, y_syn, *, epochs, lr, batch_size, seed, progress):
         unseen = self.unseen_
