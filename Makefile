@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# timm only for its offline ImageNet-21k synset/lemma files (zsl label --vocabulary imagenet21k);
+	# --no-deps because its torchvision requirement would replace the pinned CPU torch
+	$(BIN)/pip install --quiet --no-deps timm==1.0.31
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,7 +43,7 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
