@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--methods", nargs="+", default=os.environ.get("ZSL_BENCH_METHODS", "").split() or None,
                     help="default: every registered method ($ZSL_BENCH_METHODS overrides)")
-    ap.add_argument("--datasets", nargs="+", default=["awa1", "cifar10"])
+    ap.add_argument("--datasets", nargs="+", default=os.environ.get("ZSL_BENCH_DATASETS", "awa1 cifar10").split())
     quick = os.environ.get("ZSL_BENCH_QUICK") == "1"
     ap.add_argument("--cifar-max-per-class", type=int, default=200 if quick else 500)
     ap.add_argument("--sizes", nargs="+", default=["1000", "4000"] if quick else ["1000", "4000", "16000", "all"])
@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     lines = ["## Methods: fit / predict time and peak memory (bench_methods.py)", "",
              f"Command: `{'ZSL_BENCH_QUICK=1 ' if quick else ''}"
              f"{'ZSL_BENCH_METHODS=' + repr(os.environ['ZSL_BENCH_METHODS']) + ' ' if os.environ.get('ZSL_BENCH_METHODS') else ''}"
+             f"{'ZSL_BENCH_DATASETS=' + repr(os.environ['ZSL_BENCH_DATASETS']) + ' ' if os.environ.get('ZSL_BENCH_DATASETS') else ''}"
              f"python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
              "Baseline = closed-form ridge regression to one-hot seen-class targets on the same data, measured in "
              "the same run. Ratios are method / baseline; seconds and MiB in parentheses for scale.", ""]
