@@ -20,7 +20,6 @@ import os
 import random
 import socket
 import time
-import sys
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,7 @@ ANALYSES = ("ablation", "relation", "sensitivity", "confusion", "similarity", "t
 
 
 def register(subparsers) -> None:
-    from ..cli import add_dataset_args, parse_overrides  # noqa: F401
+    from ..cli import add_dataset_args
 
     p = subparsers.add_parser("cpl", help="CPL analyses (ablation, sensitivity, ...) and its hyperparameter search")
     p.add_argument("analysis", choices=ANALYSES + ("search",))

@@ -52,7 +52,6 @@ def _kkt_polish(A: np.ndarray, b: np.ndarray, r0: np.ndarray, alpha: float, tol:
 
     A: (d, S), b: (d,). Returns r if the KKT conditions hold, else None.
     """
-    S = A.shape[1]
     span = 1.0 - alpha
     at_low = r0 <= alpha + 1e-7 * max(1.0, span)
     at_high = (r0 >= 1.0 - 1e-7 * max(1.0, span)) & ~at_low

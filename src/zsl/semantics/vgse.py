@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -55,6 +54,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError, ZSLError
+from ..features.cache import file_list_hash
 from ..io import atomic_save_npz, atomic_write, cache_root, write_json
 from .relation import RELATIONS, class_relation
 
@@ -87,21 +87,9 @@ def image_patches(path: str, grid: int = 3, patch_fraction: float = 0.5) -> list
         raise DataError(f"{path}: cannot decode image for VGSE patches ({type(exc).__name__}); remove or replace the file") from None
 
 
-def _list_hash(paths: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        ap = os.path.abspath(p)
-        try:
-            st = os.stat(ap)
-            h.update(f"{ap}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{ap}\0missing\n".encode())
-    return h.hexdigest()[:20]
-
-
 def patch_cache_dir(paths: Sequence[str], *, grid: int, patch_fraction: float, resolution: int, cache_dir=None) -> Path:
     return (cache_root(cache_dir) / "vgse" / "patches"
-            / f"{BACKBONE}-r{resolution}-g{grid}-p{patch_fraction:g}-{_list_hash(paths)}")
+            / f"{BACKBONE}-r{resolution}-g{grid}-p{patch_fraction:g}-{file_list_hash(list(paths))}")
 
 
 def extract_patch_features(
