@@ -32,10 +32,10 @@ class DAP(ZSLMethod):
     name = "dap"
     tags = {"family": "attribute", "supports_gzsl": True, "retrieval": False, "stochastic": False}
     presets = {
-        "default": {"C": 1e-3, "kernel": "rbf", "n_anchors": 2000, "max_iter": 200},
+        "default": {"C": 1e-4, "kernel": "rbf", "n_anchors": 2000, "max_iter": 200},
         "tiny": {"C": 1e-3, "kernel": "rbf", "n_anchors": 200, "max_iter": 50},
     }
-    param_grid = {"C": [1e-4, 1e-3, 1e-2]}
+    param_grid = {"C": [1e-6, 1e-5, 1e-4]}
     search_space = {"C": ("float", 1e-6, 1e-1, True)}
 
     def __init__(self, *, C: float = 1e-3, kernel: str = "rbf", n_anchors: int = 2000, max_iter: int = 200,
