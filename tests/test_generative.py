@@ -129,3 +129,36 @@ def test_cli_ablation_and_fewshot_on_synthetic(capsys):
     out = json.loads(capsys.readouterr().out)
     assert {(r["features"], r["shots"]) for r in out["rows"]} == {(f, k) for f in ("raw features", "Gaussian map F") for k in (1, 5)}
     assert main(["ablation", "--method", "eszsl", "--dataset", "synthetic"]) == 2
+
+
+def test_pca_whitening_gives_every_component_unit_variance():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 20)) * np.geomspace(10, 0.1, 20)  # very unequal variances
+    Z = _torch_utils.FeaturePreprocessor(8, scale="whiten").fit(X).transform(X)
+    np.testing.assert_allclose(Z.std(0), 1.0, rtol=1e-3)
+    Zs = _torch_utils.FeaturePreprocessor(8, scale="std").fit(X).transform(X)
+    assert Zs.std(0)[0] > 5 * Zs.std(0)[-1], "'std' keeps the PCA spectrum, one global scale"
+    with pytest.raises(ValueError):
+        _torch_utils.FeaturePreprocessor(8, scale="bogus").fit(X)
+
+
+def test_embedding_scale_sets_the_row_norm_of_the_condition(syn):
+    from zsl.methods.fclswgan import embedding_norm
+
+    ds, X, y, S = syn
+    k = S.shape[1]
+    assert embedding_norm("sqrt_dim", k) == pytest.approx(np.sqrt(k)) and embedding_norm(2.5, k) == 2.5
+    with pytest.raises(ValueError):
+        embedding_norm("big", k)
+    for spec in ("fclswgan.tiny", "cvae_clusterable.tiny"):
+        m = zsl.create_method(spec, embedding_scale="sqrt_dim", epochs=1).fit(X, y, S, ds.seen_classes)
+        np.testing.assert_allclose(np.linalg.norm(m.class_embeddings_, axis=1), np.sqrt(k), rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["fclswgan", "cvae_clusterable"])
+def test_quick_and_awa1_presets_declared(method):
+    from zsl._registry import get_method_class
+
+    presets = get_method_class(method).presets
+    assert {"default", "awa1", "quick", "tiny"} <= set(presets)
+    assert presets["quick"]["epochs"] < zsl.create_method(f"{method}.awa1").epochs, "quick trains less than awa1"

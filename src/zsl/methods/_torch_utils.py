@@ -143,6 +143,9 @@ class FeaturePreprocessor:
 
     ``n_components=None`` keeps the input dimension. ``scale="std"`` divides by the RMS norm of
     the centred training features / sqrt(dim) (so an average coordinate has unit variance);
+    ``scale="whiten"`` divides every component by its own training standard deviation (PCA
+    whitening: each direction gets unit variance, so the low-variance directions that carry much
+    of the class information in histogram features are not drowned by the leading ones);
     ``scale="none"`` leaves PCA outputs as they are. PCA uses scikit-learn's randomized solver
     with a fixed ``random_state`` (deterministic), fitted on at most ``max_samples`` rows drawn
     with that seed (a 6252-d AwA1 PCA on all 24k training rows costs minutes on a loaded 2-core
@@ -170,7 +173,13 @@ class FeaturePreprocessor:
             self.components_ = pca.components_.astype(np.float32)  # (k, d)
         else:
             self.components_ = None
+        if self.scale not in ("std", "whiten", "none"):
+            raise ValueError(f"scale must be 'std', 'whiten' or 'none', got {self.scale!r}")
         Z = self._project(X)
+        if self.scale == "whiten":
+            std = Z.std(0)
+            self.scale_ = np.where(std > 1e-6 * max(float(std.max()), 1e-12), std, 1.0).astype(np.float32)
+            return self
         self.scale_ = float(np.sqrt(np.mean(Z**2))) if self.scale == "std" else 1.0
         if self.scale_ <= 0:
             self.scale_ = 1.0
