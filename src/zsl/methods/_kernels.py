@@ -4,10 +4,45 @@
 training features, sigma^2 = mean squared distance from samples to anchors (the usual heuristic
 of kernelised hashing, Liu et al. 2012). The map is centred with the training mean so linear
 models need no bias term.
+
+Kernel features of large inputs are memoised (a small in-process LRU keyed by content digests of
+the map and of the input): a validation grid refits the same method on the same features many
+times, and the kernel map -- not the solve -- dominates each fit on high-dimensional features
+(AwA1: 6252-d). The memo returns read-only arrays, so a caller can never corrupt an entry.
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
+
+MEMO_MIN_SIZE = 2_000_000  # inputs smaller than this (elements) are cheaper to recompute than to hash
+MEMO_MAX_BYTES = 2 * 1024**3
+_FIT_MEMO: OrderedDict = OrderedDict()  # (digest(X), m, seed) -> (anchors, sigma2, mean)
+_TRANSFORM_MEMO: OrderedDict = OrderedDict()  # (digest(map), digest(X)) -> read-only features
+
+
+def digest(*arrays: np.ndarray) -> str:
+    """Content digest of arrays (dtype, shape and bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _memo_put(memo: OrderedDict, key, value, nbytes) -> None:
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > 1 and sum(nbytes(v) for v in memo.values()) > MEMO_MAX_BYTES:
+        memo.popitem(last=False)
+
+
+def clear_memo() -> None:
+    _FIT_MEMO.clear()
+    _TRANSFORM_MEMO.clear()
 
 
 def sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -25,19 +60,38 @@ class RBFAnchors:
         self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> "RBFAnchors":
+        key = (digest(X), self.n_anchors, self.random_state) if X.size >= MEMO_MIN_SIZE else None
+        if key is not None and key in _FIT_MEMO:
+            _FIT_MEMO.move_to_end(key)
+            self.anchors_, self.sigma2_, self.mean_ = _FIT_MEMO[key]
+            return self
         rng = np.random.default_rng(self.random_state)
         m = min(self.n_anchors, len(X))
         self.anchors_ = X[np.sort(rng.choice(len(X), m, replace=False))].astype(np.float32)
+        self.anchors_.setflags(write=False)
         sample = X[rng.choice(len(X), min(len(X), 2000), replace=False)]
         self.sigma2_ = float(np.mean(sq_dists(sample, self.anchors_))) / 2.0 or 1.0
         self.mean_ = np.zeros(m, np.float32)
         self.mean_ = self.transform(X).mean(0)
+        self.mean_.setflags(write=False)
+        if key is not None:
+            _memo_put(_FIT_MEMO, key, (self.anchors_, self.sigma2_, self.mean_), lambda v: v[0].nbytes)
         return self
 
     def transform(self, X: np.ndarray, batch: int = 8192) -> np.ndarray:
+        """(n, m) centred kernel features; read-only when memoised (copy before writing)."""
+        key = None
+        if X.size >= MEMO_MIN_SIZE:
+            key = (digest(self.anchors_, np.float64(self.sigma2_), self.mean_), digest(X))
+            if key in _TRANSFORM_MEMO:
+                _TRANSFORM_MEMO.move_to_end(key)
+                return _TRANSFORM_MEMO[key]
         out = np.empty((len(X), len(self.anchors_)), np.float32)
         for i in range(0, len(X), batch):
             D = sq_dists(X[i : i + batch], self.anchors_)
             out[i : i + batch] = np.exp(-D / (2.0 * self.sigma2_))
         out -= self.mean_
+        if key is not None:
+            out.setflags(write=False)
+            _memo_put(_TRANSFORM_MEMO, key, out, lambda v: v.nbytes)
         return out

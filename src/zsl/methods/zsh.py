@@ -65,8 +65,6 @@ that class is minus the Hamming distance between its code and the class code.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
@@ -74,23 +72,6 @@ from threadpoolctl import threadpool_limits
 from .._registry import register_method
 from ._hashing import HashingMethod, dcc_update, hamming_distances, knn_laplacian, pack_codes
 from ._kernels import RBFAnchors
-
-
-# Kernel features of the last large array encoded. The retrieval table encodes the same database
-# with SDH and ZSH at four code lengths; with the same seed both draw the same anchors from the
-# same training sample, so the n x m kernel map (the dominant cost of encoding) is computed once.
-# Keyed by content digests of the anchors, bandwidth, centring and X, so a hit is always exact.
-_PHI_MEMO: dict = {}
-_PHI_MEMO_MIN_SIZE = 10_000_000
-
-
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype, a.shape)).encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
 
 
 def normalise_embeddings(S: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -137,19 +118,9 @@ class ZSH(HashingMethod):
 
     # -- features -------------------------------------------------------------------------
     def _phi(self, X: np.ndarray) -> np.ndarray:
-        """(n, d) -> (n, m+1) kernel features with the constant column (memoised for large X)."""
-        key = None
-        if X.size >= _PHI_MEMO_MIN_SIZE:
-            key = (_digest(self.kmap_.anchors_, np.float64(self.kmap_.sigma2_), self.kmap_.mean_), _digest(X))
-            if key in _PHI_MEMO:
-                return _PHI_MEMO[key]
+        """(n, d) -> (n, m+1) kernel features with the constant column (the kernel map is memoised)."""
         F = self.kmap_.transform(X)
-        Phi = np.concatenate([F, np.ones((len(F), 1), F.dtype)], axis=1)
-        if key is not None:
-            _PHI_MEMO.clear()  # keep one entry: it is the size of the database
-            Phi.setflags(write=False)
-            _PHI_MEMO[key] = Phi
-        return Phi
+        return np.concatenate([F, np.ones((len(F), 1), F.dtype)], axis=1)
 
     def _targets(self, y: np.ndarray, S: np.ndarray, seen: np.ndarray) -> np.ndarray:
         if self.label_embedding == "embedding":
