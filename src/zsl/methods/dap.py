@@ -54,7 +54,7 @@ class DAP(ZSLMethod):
     presets = {
         "default": {"C": 1e-6, "prior": "uniform", "kernel": "rbf", "n_anchors": 3000, "max_iter": 200},
         "tiny": {"C": 1e-3, "kernel": "rbf", "n_anchors": 200, "max_iter": 50},
-        "quick": {"C": 1e-5, "prior": "uniform", "kernel": "rbf", "n_anchors": 1000, "max_iter": 100},
+        "quick": {"C": 1e-6, "prior": "uniform", "kernel": "rbf", "n_anchors": 1000, "max_iter": 100},
     }
     param_grid = {"C": [1e-6, 1e-5, 1e-4]}
     search_space = {"C": ("float", 1e-6, 1e-1, True), "prior": ("categorical", ["uniform", "frequency"])}

@@ -33,6 +33,7 @@ class SAE(ZSLMethod):
         "default": {"lambda_": 1e4, "space": "visual", "kernel": "rbf", "n_anchors": 2000},
         "semantic": {"lambda_": 1e4, "space": "semantic", "kernel": "rbf", "n_anchors": 2000},
         "linear": {"lambda_": 1e4, "space": "visual", "kernel": "linear"},
+        "quick": {"lambda_": 1e4, "space": "visual", "kernel": "rbf", "n_anchors": 1000},
     }
     # lambda balances ||W X - S|| against ||X - W^T S||; with unit-norm rows on both sides the
     # useful range on AwA1 is 1e3..1e5 (test accuracy rises monotonically from 0.17 at 0.1)
