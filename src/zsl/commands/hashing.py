@@ -140,8 +140,12 @@ def plot_pr(results: list[dict], methods, n_bits: int, path: Path, title: str = 
             continue
         prec = np.array([[np.nan if v is None else v for v in r["precision"]] for r in rows], dtype=float)
         rec = np.array([r["recall"] for r in rows], dtype=float)
-        p, rc = np.nanmean(prec, 0), rec.mean(0)
-        ok = np.isfinite(p)
+        # precision is undefined (None) at a radius where no split retrieved anything: average
+        # only the defined values and leave those radii out of the curve
+        defined = np.isfinite(prec)
+        ok = defined.any(0)
+        p = np.where(ok, np.where(defined, prec, 0.0).sum(0) / np.maximum(defined.sum(0), 1), np.nan)
+        rc = rec.mean(0)
         ax.plot(rc[ok], p[ok], marker=".", label=m)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
