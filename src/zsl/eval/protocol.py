@@ -26,8 +26,8 @@ import json
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np

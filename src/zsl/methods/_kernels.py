@@ -60,7 +60,8 @@ class RBFAnchors:
         self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> "RBFAnchors":
-        key = (digest(X), self.n_anchors, self.random_state) if X.size >= MEMO_MIN_SIZE else None
+        x_digest = digest(X) if X.size >= MEMO_MIN_SIZE else None  # hashed once for both memos
+        key = (x_digest, self.n_anchors, self.random_state) if x_digest else None
         if key is not None and key in _FIT_MEMO:
             _FIT_MEMO.move_to_end(key)
             self.anchors_, self.sigma2_, self.mean_ = _FIT_MEMO[key]
@@ -72,13 +73,13 @@ class RBFAnchors:
         sample = X[rng.choice(len(X), min(len(X), 2000), replace=False)]
         self.sigma2_ = float(np.mean(sq_dists(sample, self.anchors_))) / 2.0 or 1.0
         self.mean_ = np.zeros(m, np.float32)
-        self.mean_ = self.transform(X).mean(0)
+        self.mean_ = self._kernel(X).mean(0)
         self.mean_.setflags(write=False)
         if key is not None:
             _memo_put(_FIT_MEMO, key, (self.anchors_, self.sigma2_, self.mean_), lambda v: v[0].nbytes)
         return self
 
-    def transform(self, X: np.ndarray, batch: int = 8192) -> np.ndarray:
+    def transform(self, X: np.ndarray) -> np.ndarray:
         """(n, m) centred kernel features; read-only when memoised (copy before writing)."""
         key = None
         if X.size >= MEMO_MIN_SIZE:
@@ -86,12 +87,17 @@ class RBFAnchors:
             if key in _TRANSFORM_MEMO:
                 _TRANSFORM_MEMO.move_to_end(key)
                 return _TRANSFORM_MEMO[key]
-        out = np.empty((len(X), len(self.anchors_)), np.float32)
-        for i in range(0, len(X), batch):
-            D = sq_dists(X[i : i + batch], self.anchors_)
-            out[i : i + batch] = np.exp(-D / (2.0 * self.sigma2_))
+        out = self._kernel(X)
         out -= self.mean_
         if key is not None:
             out.setflags(write=False)
             _memo_put(_TRANSFORM_MEMO, key, out, lambda v: v.nbytes)
+        return out
+
+    def _kernel(self, X: np.ndarray, batch: int = 8192) -> np.ndarray:
+        """(n, m) uncentred kernel values, never memoised."""
+        out = np.empty((len(X), len(self.anchors_)), np.float32)
+        for i in range(0, len(X), batch):
+            D = sq_dists(X[i : i + batch], self.anchors_)
+            out[i : i + batch] = np.exp(-D / (2.0 * self.sigma2_))
         return out

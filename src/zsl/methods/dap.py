@@ -28,17 +28,11 @@ Choices where the paper's SVM pipeline does not carry over:
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 
 from .._registry import register_method
 from ..base import ZSLMethod
-from ._kernels import RBFAnchors, digest
-
-# trained attribute classifiers by (data, signatures, kernel, C, max_iter, seed): the prior is a
-# scoring choice, so the validation grid over it reuses one training
-_CLASSIFIER_MEMO: OrderedDict = OrderedDict()
+from ._kernels import RBFAnchors
 
 
 def binarise(S: np.ndarray) -> np.ndarray:
@@ -79,13 +73,7 @@ class DAP(ZSLMethod):
         self.n_classes_ = len(S)
         self.signatures_ = binarise(S)  # (C, k)
         self.kmap_ = RBFAnchors(self.n_anchors, self.random_state).fit(X) if self.kernel == "rbf" else None
-        key = (digest(X), digest(self.signatures_[y]), self.kernel, self.n_anchors, float(self.C), int(self.max_iter),
-               self.random_state)
-        if key not in _CLASSIFIER_MEMO:
-            _CLASSIFIER_MEMO[key] = self._train_attribute_classifiers(self._phi(X), self.signatures_[y])
-            while len(_CLASSIFIER_MEMO) > 8:
-                _CLASSIFIER_MEMO.popitem(last=False)
-        self.scaler_, self.coef_, self.intercept_ = _CLASSIFIER_MEMO[key]
+        self.scaler_, self.coef_, self.intercept_ = self._train_attribute_classifiers(self._phi(X), self.signatures_[y])
         if self.prior == "frequency":
             self.attribute_priors_ = np.clip(self.signatures_[seen].mean(0), 0.05, 0.95)
         else:
