@@ -1,7 +1,7 @@
 """ConSE / DeViSE result tables (issue 5): CIFAR-10 rotating splits, AwA1, ImageNet-1k classifier on CIFAR-10.
 
     ZSL_DATA=/work/shared/data ZSL_CACHE=/tmp/zsl-shared-cache \
-        .venv/bin/python benchmarks/conse_tables.py [--max-per-class 100] [--parts cifar,awa1,imagenet] [--out FILE]
+        .venv/bin/python benchmarks/conse_tables.py [--max-per-class N] [--parts cifar,awa1,imagenet] [--out FILE]
 
 Prints markdown tables (and writes them to --out). Every number comes from the protocol
 (``run_method``: hyperparameters and the GZSL calibration chosen on validation classes, never on
@@ -72,7 +72,8 @@ def cifar_rows(max_per_class, data_root, splits):
 def cifar_table(per_split, max_per_class):
     labels = list(next(iter(per_split.values())))
     keys = ["zsl", "U", "S", "H", "hit@1", "hit@2", "hit@5"]
-    out = [f"### CIFAR-10, GloVe class names, rotating splits {', '.join(per_split)} (max {max_per_class} images per class and part), "
+    size = "all images" if max_per_class is None else f"max {max_per_class} images per class and part"
+    out = [f"### CIFAR-10, GloVe class names, rotating splits {', '.join(per_split)} ({size}), "
            f"mean (min-max) over the {len(per_split)} splits\n",
            "| method | ZSL top-1 | GZSL U | GZSL S | GZSL H | hit@1 | hit@2 | hit@5 |", "|---|---|---|---|---|---|---|---|"]
     for label in labels:
@@ -174,7 +175,7 @@ def hops_part():
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--max-per-class", type=int, default=100)
+    ap.add_argument("--max-per-class", type=int, default=None, help="CIFAR-10 images per class and part (default: all)")
     ap.add_argument("--parts", default="cifar,awa1,imagenet")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=None)

@@ -82,6 +82,24 @@ def test_tar_extracted_once_and_features_match_folder(folder, archive):
     assert np.array_equal(a.y, b.y) and a.val_classes.tolist() == b.val_classes.tolist()
 
 
+def test_recopied_archive_reuses_extraction_and_changed_archive_does_not(archive, tmp_path):
+    import os
+    import shutil
+
+    cache = tmp_path / "cache"
+    first = resolve_image_root(archive, cache)
+    copy = tmp_path / "elsewhere" / "animals.tar.gz"  # the data folder copied or re-mounted: new path and mtime
+    copy.parent.mkdir()
+    shutil.copyfile(archive, copy)
+    os.utime(copy, (1e9, 1e9))
+    assert resolve_image_root(copy, cache) == first
+    with tarfile.open(copy, "w:gz") as tf:  # different content
+        tf.add(first, arcname="animals")
+        tf.add(first / "cat" / "00.jpg", arcname="animals/cat/99.jpg")
+    changed = resolve_image_root(copy, cache)
+    assert changed != first and (changed / "cat" / "99.jpg").is_file()
+
+
 def test_train_test_layout_and_max_per_class(tmp_path):
     for part in ("train", "test"):
         _tree(tmp_path / "data" / part, per_class=5 if part == "train" else 3, corrupt=False)

@@ -11,8 +11,10 @@ Layouts:
   images of the seen classes, test_seen = test images of the seen classes, test_unseen = test images
   of the unseen classes. Train images of unseen classes are not part of the dataset (never seen).
 * A tar archive (``.tar.gz``, ``.tgz``, ``.tar``) of either, possibly wrapped in one top folder, is
-  extracted once into ``<cache root>/image-folders/<name>-<hash of path,size,mtime>/`` (extracted
+  extracted once into ``<cache root>/image-folders/<name>-<hash of the archive's bytes>/`` (extracted
   into a temporary folder, then renamed into place, so an interrupted extraction is never used).
+  The key is the content, not the path or mtime: a re-copied or re-mounted data folder reuses the
+  extraction, and with it the cached features (keyed on the extracted files).
 
 Images that fail to decode are skipped with one warning and dropped from the dataset
 (``meta["skipped"]``). Class ids follow the sorted folder names. Unseen classes: given by name, else
@@ -36,6 +38,7 @@ extra is installed.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -71,11 +74,28 @@ def _is_tar(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(TAR_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=32)
+def _content_digest(path: Path, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _archive_digest(tar_path: Path) -> str:
+    """sha256 of the archive's bytes (memoised per process on path, size and mtime)."""
+    try:
+        st = tar_path.stat()
+        return _content_digest(tar_path, st.st_size, st.st_mtime_ns)
+    except OSError as exc:
+        raise DataError(f"{tar_path}: cannot read the archive ({exc.strerror or exc}); check the path and permissions") from None
+
+
 def extract_tar_once(tar_path: str | os.PathLike, cache_dir=None) -> Path:
     """Extract an image archive into the cache once (atomic rename); return the extracted folder."""
     tar_path = Path(tar_path).resolve()
-    st = tar_path.stat()
-    key = hashlib.sha256(f"{tar_path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = _archive_digest(tar_path)
     stem = tar_path.name
     for suf in TAR_SUFFIXES:
         if stem.lower().endswith(suf):
