@@ -60,8 +60,7 @@ class RBFAnchors:
         self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> "RBFAnchors":
-        x_digest = digest(X) if X.size >= MEMO_MIN_SIZE else None  # hashed once for both memos
-        key = (x_digest, self.n_anchors, self.random_state) if x_digest else None
+        key = (digest(X), self.n_anchors, self.random_state) if X.size >= MEMO_MIN_SIZE else None
         if key is not None and key in _FIT_MEMO:
             _FIT_MEMO.move_to_end(key)
             self.anchors_, self.sigma2_, self.mean_ = _FIT_MEMO[key]
@@ -72,7 +71,6 @@ class RBFAnchors:
         self.anchors_.setflags(write=False)
         sample = X[rng.choice(len(X), min(len(X), 2000), replace=False)]
         self.sigma2_ = float(np.mean(sq_dists(sample, self.anchors_))) / 2.0 or 1.0
-        self.mean_ = np.zeros(m, np.float32)
         self.mean_ = self._kernel(X).mean(0)
         self.mean_.setflags(write=False)
         if key is not None:
