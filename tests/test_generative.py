@@ -142,6 +142,26 @@ def test_pca_whitening_gives_every_component_unit_variance():
         _torch_utils.FeaturePreprocessor(8, scale="bogus").fit(X)
 
 
+def test_rbf_input_map_is_applied_before_pca_at_fit_and_transform():
+    from zsl.methods._kernels import RBFAnchors
+
+    rng = np.random.default_rng(0)
+    X, Xq = rng.random((300, 12)), rng.random((40, 12))
+    prep = _torch_utils.FeaturePreprocessor(6, scale="whiten", rbf_anchors=50).fit(X)
+    K = RBFAnchors(50, 0).fit(X)
+    by_hand = _torch_utils.FeaturePreprocessor(6, scale="whiten").fit(K.transform(X))
+    np.testing.assert_allclose(prep.transform(Xq), by_hand.transform(K.transform(Xq)), rtol=1e-4, atol=1e-5)
+    assert prep.transform(Xq).shape == (40, 6)
+
+
+@pytest.mark.parametrize("spec", ["cvae_clusterable", "fclswgan"])
+def test_checkpoint_identity_includes_the_input_map(spec):
+    """A checkpoint trained in one input space must never be resumed in another."""
+    plain, mapped = zsl.create_method(spec), zsl.create_method(spec, rbf_anchors=100)
+    config = (lambda m: m._config()) if spec == "cvae_clusterable" else (lambda m: m._gan_config())
+    assert config(plain) != config(mapped)
+
+
 def test_embedding_scale_sets_the_row_norm_of_the_condition(syn):
     from zsl.methods.fclswgan import embedding_norm
 

@@ -14,7 +14,15 @@ beside the database serialises "is the budget used up? -> ask" so the study ends
 machine and a worker that starts a trial past the budget marks it pruned.
 
 Storage: ``sqlite:///<cache_root()>/optuna/cpl.db`` by default; any SQLAlchemy URL works. Study
-name ``cpl-<dataset>-<split>-<semantics>``; ``load_if_exists`` so a search can be resumed.
+name ``cpl-v<MODEL_VERSION>-<dataset>-<split>-<semantics>``; ``load_if_exists`` so a search can be
+resumed. The version is part of the name because a trial's score belongs to the model that earned
+it: after a change to CPL's networks or training, the old study's best weights would otherwise be
+applied to a different model (session 3's similarity-network fix made every earlier trial stale).
+
+Each fold fits CPL with the preset that ``zsl run cpl`` deploys (``default``) on all of the fold's
+images (``max_per_class=None``): the relation network needs its full number of steps (see
+:mod:`zsl.methods.cpl`), so a subsampled or longer-trained CV model would rank weights for a model
+that is never run.
 :func:`best_cpl_params` returns the best trial's parameters (``zsl run cpl`` uses them).
 """
 from __future__ import annotations
@@ -32,6 +40,7 @@ from .errors import ZSLError, require_extra
 from .io import cache_root
 
 GRID_SEED = 0
+MODEL_VERSION = 2  # bump when CPL's model or training changes: studies of older models are not reused
 # the slides' grid (beta; lambda_1..3 = lambda_rec, lambda_cls, lambda_inter); CPL.search_space is this
 SEARCH_SPACE: dict[str, tuple] = {
     "beta": ("categorical", [1e-3, 1e-2, 1e-1]),
@@ -57,7 +66,7 @@ def default_storage(cache_dir: str | os.PathLike | None = None) -> str:
 
 
 def study_name(dataset: str, split: str, semantics: str = "attributes") -> str:
-    return f"cpl-{dataset}-{split}-{semantics}"
+    return f"cpl-v{MODEL_VERSION}-{dataset}-{split}-{semantics}"
 
 
 def _sqlite_path(storage: str) -> Path | None:
@@ -108,7 +117,7 @@ def class_folds(seen_classes: np.ndarray, folds: int, seed: int = 0) -> list[np.
 
 
 def cross_validate(params: dict[str, Any], X: np.ndarray, y: np.ndarray, S: np.ndarray, seen: np.ndarray, *,
-                   folds: int = 3, preset: str = "search", seed: int = 0, max_per_class: int | None = 200,
+                   folds: int = 3, preset: str = "default", seed: int = 0, max_per_class: int | None = None,
                    progress: bool = False) -> dict[str, Any]:
     """Class-wise CV of CPL on the seen classes -> {"score": mean ZSL acc, "fold_scores": [...]}.
 
@@ -196,8 +205,8 @@ def _space() -> dict[str, tuple]:
     return SEARCH_SPACE
 
 
-def search(dataset, *, n_trials: int = 20, folds: int = 3, preset: str = "search", storage: str | None = None,
-           semantics: str | None = None, seed: int = 0, max_per_class: int | None = 200, progress: bool = False,
+def search(dataset, *, n_trials: int = 20, folds: int = 3, preset: str = "default", storage: str | None = None,
+           semantics: str | None = None, seed: int = 0, max_per_class: int | None = None, progress: bool = False,
            log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)):
     """Run (or resume) the class-wise CV study of CPL on ``dataset``'s seen classes; returns the study."""
     semantics = semantics or dataset.default_semantics

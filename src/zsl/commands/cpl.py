@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     g.add_argument("--n-trials", type=int, default=20, help="search: total trials the study should hold (default 20)")
     g.add_argument("--folds", type=int, default=3, help="search: class-wise folds over the seen classes (default 3)")
     g.add_argument("--storage", default=None, help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/cpl.db)")
-    g.add_argument("--max-per-class", type=int, default=200, help="search: images per seen class used (default 200; 0 = all)")
+    g.add_argument("--max-per-class", type=int, default=0, help="search: images per seen class used (default 0 = all)")
     p.set_defaults(func=_cmd_cpl)
 
 
@@ -46,8 +46,6 @@ def _cmd_cpl(args) -> int:
     if args.analysis == "search":
         from ..cpl_search import best_cpl_params, search, study_name
 
-        if args.preset == "default":
-            args.preset = "search"
         study = search(ds, n_trials=args.n_trials, folds=args.folds, preset=args.preset, storage=args.storage,
                        semantics=args.semantics, max_per_class=args.max_per_class or None, log=log)
         done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]

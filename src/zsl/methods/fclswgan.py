@@ -358,11 +358,13 @@ class FCLSWGAN(_GenerativeClassifierMixin, ZSLMethod):
         "epochs": ("int", 5, 60),
     }
 
-    def __init__(self, *, pca_dim: int | None = 150, pca_scale: str = "whiten", embedding_scale: float | str = "sqrt_dim",
+    def __init__(self, *, rbf_anchors: int | None = None, pca_dim: int | None = 150, pca_scale: str = "whiten",
+                 embedding_scale: float | str = "sqrt_dim",
                  hidden: int = 512, noise_dim: int | None = None, epochs: int = 7, batch_size: int = 256, lr: float = 1e-3,
                  critic_iters: int = 5, gp_lambda: float = 10.0, cls_weight: float = 0.1, n_synth: int = 500,
                  clf_epochs: int = 50, clf_lr: float = 1e-3, random_state: int = 0, checkpoint: bool = True,
                  progress: bool = True, n_threads: int | None = 1):
+        self.rbf_anchors = rbf_anchors
         self.pca_dim = pca_dim
         self.pca_scale = pca_scale
         self.embedding_scale = embedding_scale
@@ -383,7 +385,7 @@ class FCLSWGAN(_GenerativeClassifierMixin, ZSLMethod):
         self.n_threads = n_threads
 
     def _gan_config(self) -> dict[str, Any]:
-        keys = ("pca_dim", "pca_scale", "embedding_scale", "hidden", "noise_dim", "epochs", "batch_size", "lr", "critic_iters", "gp_lambda", "cls_weight",
+        keys = ("rbf_anchors", "pca_dim", "pca_scale", "embedding_scale", "hidden", "noise_dim", "epochs", "batch_size", "lr", "critic_iters", "gp_lambda", "cls_weight",
                 "random_state")
         return {"version": CHECKPOINT_VERSION, **{k: getattr(self, k) for k in keys}}
 
@@ -403,7 +405,8 @@ class FCLSWGAN(_GenerativeClassifierMixin, ZSLMethod):
         self.seen_ = seen
         self.unseen_ = np.setdiff1d(np.arange(len(S)), seen)
         self.class_embeddings_ = l2_normalize_rows(S) * embedding_norm(self.embedding_scale, S.shape[1])
-        self.preprocessor_ = FeaturePreprocessor(self.pca_dim, scale=self.pca_scale, random_state=seed).fit(X)
+        self.preprocessor_ = FeaturePreprocessor(self.pca_dim, scale=self.pca_scale, random_state=seed,
+                                                 rbf_anchors=self.rbf_anchors).fit(X)
         Z = self._embed(X)
         config = self._gan_config()
         ckpt = Checkpointer.for_run(self.name, config, data_hash(X, y, S, seen), enabled=bool(self.checkpoint))
