@@ -66,7 +66,7 @@ def child(method: str, impl: str, dataset: str, epochs: int | None) -> dict:
         iu = ds.splits["test_unseen"]
         acc = per_class_accuracy(ds.y[iu], m.predict(ds.X[iu], ds.unseen_classes))
     else:
-        Z = FeaturePreprocessor(m.pca_dim, random_state=0, rbf_anchors=getattr(m, "rbf_anchors", None)).fit(X).transform(X)
+        Z = FeaturePreprocessor(m.pca_dim, random_state=0, rbf_anchors=m.rbf_anchors).fit(X).transform(X)
         A = l2_normalize_rows(S)
         t0 = time.perf_counter()
         (plain_fclswgan if method.startswith("fclswgan") else plain_cvae)(m, Z, y, A, ds.seen_classes)

@@ -74,3 +74,19 @@ def test_kernel_map_memo_returns_identical_read_only_features(monkeypatch):
     other_seed = _kernels.RBFAnchors(40, 1).fit(X).transform(Xt)
     assert not np.array_equal(other_seed, Fa)
     _kernels.clear_memo()
+
+
+def test_fit_then_transform_of_the_training_set_evaluates_the_kernel_once(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 20), dtype=np.float32)
+    monkeypatch.setattr(_kernels, "MEMO_MIN_SIZE", 10**12)  # memo off: the reference
+    expected = _kernels.RBFAnchors(40, 0).fit(X).transform(X)
+    monkeypatch.setattr(_kernels, "MEMO_MIN_SIZE", 0)
+    _kernels.clear_memo()
+    calls = []
+    real_kernel = _kernels.RBFAnchors._kernel
+    monkeypatch.setattr(_kernels.RBFAnchors, "_kernel", lambda self, A, **kw: calls.append(len(A)) or real_kernel(self, A, **kw))
+    got = _kernels.RBFAnchors(40, 0).fit(X).transform(X)
+    assert calls == [300], "fit computes the kernel of X; transform of the same X reuses it"
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    _kernels.clear_memo()

@@ -8,7 +8,9 @@ models need no bias term.
 Kernel features of large inputs are memoised (a small in-process LRU keyed by content digests of
 the map and of the input): a validation grid refits the same method on the same features many
 times, and the kernel map -- not the solve -- dominates each fit on high-dimensional features
-(AwA1: 6252-d). The memo returns read-only arrays, so a caller can never corrupt an entry.
+(AwA1: 6252-d). ``fit`` leaves the training features it computed in the transform memo, so the
+usual ``fit(X)`` then ``transform(X)`` evaluates the kernel of X once. The memo returns read-only
+arrays, so a caller can never corrupt an entry.
 """
 from __future__ import annotations
 
@@ -71,17 +73,26 @@ class RBFAnchors:
         self.anchors_.setflags(write=False)
         sample = X[rng.choice(len(X), min(len(X), 2000), replace=False)]
         self.sigma2_ = float(np.mean(sq_dists(sample, self.anchors_))) / 2.0 or 1.0
-        self.mean_ = self._kernel(X).mean(0)
+        K = self._kernel(X)
+        self.mean_ = K.mean(0)
         self.mean_.setflags(write=False)
         if key is not None:
             _memo_put(_FIT_MEMO, key, (self.anchors_, self.sigma2_, self.mean_), lambda v: v[0].nbytes)
+            # every caller transforms its training X right after fit: keep these features so that
+            # transform is a memo hit instead of a second full kernel evaluation
+            K -= self.mean_
+            K.setflags(write=False)
+            _memo_put(_TRANSFORM_MEMO, self._transform_key(key[0]), K, lambda v: v.nbytes)
         return self
+
+    def _transform_key(self, x_digest: str) -> tuple[str, str]:
+        return digest(self.anchors_, np.float64(self.sigma2_), self.mean_), x_digest
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """(n, m) centred kernel features; read-only when memoised (copy before writing)."""
         key = None
         if X.size >= MEMO_MIN_SIZE:
-            key = (digest(self.anchors_, np.float64(self.sigma2_), self.mean_), digest(X))
+            key = self._transform_key(digest(X))
             if key in _TRANSFORM_MEMO:
                 _TRANSFORM_MEMO.move_to_end(key)
                 return _TRANSFORM_MEMO[key]
