@@ -85,4 +85,4 @@ def test_corrupt_mat_file_names_the_file(tmp_path):
 
 
 def test_bad_override_is_a_clear_error():
-    assert_clean_error(zsl_cli("run", "eszsl", "--dataset", "synthetic", "--set", "no_such_param=1"), "bad parameters")
+    assert_clean_error(zsl_cli("run", "eszsl", "--dataset", "synthetic", "--set", "no_such_param=1"), "unknown parameter")

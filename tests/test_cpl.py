@@ -1,5 +1,5 @@
 """CPL: soft labels, the loss switches, the class-wise CV Optuna study (two concurrent workers),
-the protocol hook that uses the best trial, and the analysis commands on synthetic data."""
+`zsl run --params-from-study`, and the analysis commands on synthetic data."""
 from __future__ import annotations
 
 import json
@@ -151,22 +151,29 @@ def test_two_concurrent_workers_share_one_sqlite_study_exactly_once(tmp_path):
     assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "2"
 
 
-def test_protocol_uses_best_trial_when_a_study_exists(syn, tmp_path, monkeypatch):
+def test_run_uses_a_study_only_when_asked(tmp_path):
+    """`zsl run cpl` gives the same result before and after a search unless --params-from-study names it."""
     pytest.importorskip("optuna")
-    from zsl.cpl_search import open_study, run_study
-    from zsl.eval.protocol import run_method
+    env = {**os.environ, "ZSL_CACHE": str(tmp_path)}
 
-    monkeypatch.setenv("ZSL_CACHE", str(tmp_path))
-    assert CPL.tuned_params(syn) == {}  # no study -> preset
-    study = open_study(syn.name, syn.split)
-    run_study(study, lambda p: {"score": p["lambda_inter"] + p["beta"]}, 3)
-    best = CPL.tuned_params(syn)
-    assert best and best == max(study.get_trials(), key=lambda t: t.value).params
-    res = run_method("cpl", syn, overrides={"epochs": 2, "gan_epochs": 1, "n_components": None, "hidden": 32,
-                                            "relation_hidden": 16, "gan_hidden": 32, "n_synth_per_class": 10},
-                     selection="none")
-    assert res.validation["tuned_params"] == best
-    assert all(res.config["params"][k] == v for k, v in best.items())
+    def cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "zsl.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    run = ("run", "cpl.tiny", "--dataset", "synthetic", "--selection", "none", "--json")
+    before = json.loads(cli(*run))
+    cli("cpl", "search", "--dataset", "synthetic", "--preset", "tiny", "--n-trials", "2", "--folds", "2",
+        "--max-per-class", "20")
+    after = json.loads(cli(*run))
+    assert after["metrics"] == before["metrics"] and after["config"]["params"] == before["config"]["params"]
+    from zsl.cpl_search import study_name
+
+    name = study_name("synthetic", "default", "attributes")
+    tuned = json.loads(cli(*run, "--params-from-study", name))
+    prov = tuned["config"]["params_from_study"]
+    assert prov["study"] == name and set(prov["params"]) == {"beta", "lambda_rec", "lambda_cls", "lambda_inter"}
+    assert all(tuned["config"]["params"][k] == v for k, v in prov["params"].items())
 
 
 @pytest.mark.slow

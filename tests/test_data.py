@@ -91,6 +91,28 @@ def test_awa1_standard_and_ps_splits(awa1, data_root):
     assert set(ps.unseen_classes) != set(awa1.unseen_classes)
 
 
+@pytest.mark.realdata
+def test_flo_is_the_exact_xlsa17_split_with_the_strict_protocol(data_root):
+    if not (data_root / "flo" / "att_splits.mat").is_file():
+        pytest.skip(f"FLO not found under {data_root}/flo")
+    assert "flo" in zsl.list_datasets(data_root)
+    ds = load_dataset("flo", data_root=data_root)
+    assert ds.X.shape == (8189, 1280) and ds.meta["features_file"] in ("res101.mat", "lite0.mat")
+    assert len(ds.seen_classes) == 82 and len(ds.unseen_classes) == 20
+    # Oxford classes 1-20 unseen, 21-40 validation, 41-102 train (0-based ids here)
+    np.testing.assert_array_equal(ds.unseen_classes, np.arange(0, 20))
+    np.testing.assert_array_equal(ds.val_classes, np.arange(20, 40))
+    np.testing.assert_array_equal(ds.train_classes, np.arange(40, 102))
+    assert ds.class_names[0] == "pink primrose"
+    tuning = np.concatenate([ds.splits[k] for k in ("train", "val_seen", "val_unseen")])
+    assert not np.isin(tuning, ds.splits["test_seen"]).any()  # nothing measured as S is used for selection
+    assert not np.isin(tuning, ds.splits["test_unseen"]).any()
+    assert len(ds.splits["test_unseen"]) == 1155 and len(ds.splits["test_seen"]) == 1403
+    assert ds.class_embeddings("attributes").shape == (102, 1024)
+    assert ds.class_embeddings("glove").shape == (102, 50)
+    assert any("gazania" in n for n in ds.meta["notes"])  # the GloVe fallback is stated, not hidden
+
+
 # -- bad input: one clear error naming the file ------------------------------------------------
 @pytest.fixture
 def xlsa_folder(tmp_path):

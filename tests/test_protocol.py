@@ -1,4 +1,4 @@
-"""The protocol's reuse of identical fits, and the kernel map's memo: reuse must never change a result."""
+"""The protocol's explicit fit cache: reuse only when passed, visible in the record, never changing a result."""
 from __future__ import annotations
 
 import copy
@@ -21,72 +21,80 @@ def count_fits(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ESZSL, "fit", counting_fit)
-    protocol.clear_fit_memo()
-    yield calls
-    protocol.clear_fit_memo()
+    return calls
 
 
-def test_identical_fits_are_reused_across_settings(synthetic, count_fits):
-    grid = len(protocol._grid(ESZSL, {}))
-    zsl = protocol.run_method("eszsl.linear", synthetic, setting="zsl")
+def test_without_a_cache_every_run_fits_afresh(synthetic, count_fits):
+    grid = len(protocol.param_grid(ESZSL, {}))
+    protocol.run_method("eszsl.linear", synthetic, setting="zsl")
+    protocol.run_method("eszsl.linear", synthetic, setting="zsl")
+    assert len(count_fits) == 2 * (grid + 1)
+
+
+def test_identical_fits_are_reused_across_settings_with_a_cache(synthetic, count_fits):
+    cache = protocol.FitCache()
+    grid = len(protocol.param_grid(ESZSL, {}))
+    zsl = protocol.run_method("eszsl.linear", synthetic, setting="zsl", fit_cache=cache)
     assert len(count_fits) == grid + 1  # the validation grid on train, then the final fit on trainval
-    gzsl = protocol.run_method("eszsl.linear", synthetic, setting="gzsl")
+    assert not zsl.fit_reused and zsl.validation["final_fit"]["reused"] is False
+    gzsl = protocol.run_method("eszsl.linear", synthetic, setting="gzsl", fit_cache=cache)
     # the GZSL run scores the same grid differently: at most its final fit (if H picks other params) is new
     assert len(count_fits) <= grid + 2
-    again = protocol.run_method("eszsl.linear", synthetic, setting="zsl")
+    again = protocol.run_method("eszsl.linear", synthetic, setting="zsl", fit_cache=cache)
     assert again.metrics == zsl.metrics
-    assert again.fit_seconds == zsl.fit_seconds  # the original fit's time, not ~0
+    assert again.fit_reused and again.validation["final_fit"]["reused"] is True
+    assert again.fit_seconds == zsl.fit_seconds  # the original fit's time, marked as reused
     assert 0 <= gzsl.metrics["H"] <= 1
 
 
 def test_a_different_seed_or_embedding_is_a_new_fit(synthetic, count_fits):
-    protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=0)
-    protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=1)
+    cache = protocol.FitCache()
+    protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=0, fit_cache=cache)
+    protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=1, fit_cache=cache)
     assert len(count_fits) == 2
     ds = copy.deepcopy(synthetic)  # the fixture is shared by the session: never mutate it
     ds.embeddings["noisy"] = ds.class_embeddings() + 0.01
-    protocol.run_method("eszsl.linear", ds, setting="zsl", selection="none", semantics="noisy", seed=0)
+    protocol.run_method("eszsl.linear", ds, setting="zsl", selection="none", semantics="noisy", seed=0, fit_cache=cache)
     assert len(count_fits) == 3
 
 
+def test_a_cache_of_size_zero_reuses_nothing(synthetic, count_fits):
+    cache = protocol.FitCache(max_entries=0)
+    for _ in range(2):
+        protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", fit_cache=cache)
+    assert len(count_fits) == 2 and len(cache) == 0
+
+
+def test_cache_is_bounded(synthetic, count_fits):
+    cache = protocol.FitCache(max_entries=1)
+    for seed in (0, 1, 0):
+        protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=seed, fit_cache=cache)
+    assert len(cache) == 1 and len(count_fits) == 3  # seed 0 was evicted by seed 1
+
+
 def test_reused_fit_equals_a_fresh_fit(synthetic):
-    protocol.clear_fit_memo()
-    first = protocol.run_method("eszsl.linear", synthetic, setting="gzsl", selection="none")
-    second = protocol.run_method("eszsl.linear", synthetic, setting="gzsl", selection="none")
-    protocol.clear_fit_memo()
+    cache = protocol.FitCache()
+    first = protocol.run_method("eszsl.linear", synthetic, setting="gzsl", selection="none", fit_cache=cache)
+    second = protocol.run_method("eszsl.linear", synthetic, setting="gzsl", selection="none", fit_cache=cache)
     fresh = protocol.run_method("eszsl.linear", synthetic, setting="gzsl", selection="none")
+    assert second.fit_reused and not fresh.fit_reused
     assert first.metrics == second.metrics == fresh.metrics
 
 
-def test_kernel_map_memo_returns_identical_read_only_features(monkeypatch):
-    monkeypatch.setattr(_kernels, "MEMO_MIN_SIZE", 0)
-    _kernels.clear_memo()
-    rng = np.random.default_rng(0)
-    X, Xt = rng.random((300, 20), dtype=np.float32), rng.random((50, 20), dtype=np.float32)
-    a = _kernels.RBFAnchors(40, 0).fit(X)
-    Fa = a.transform(Xt)
-    b = _kernels.RBFAnchors(40, 0).fit(X.copy())  # same content, another array: a memo hit
-    Fb = b.transform(Xt.copy())
-    assert Fb is Fa and not Fa.flags.writeable
-    monkeypatch.setattr(_kernels, "MEMO_MIN_SIZE", 10**12)  # memo off: recompute from scratch
-    fresh = _kernels.RBFAnchors(40, 0).fit(X).transform(Xt)
-    np.testing.assert_array_equal(fresh, Fa)
-    other_seed = _kernels.RBFAnchors(40, 1).fit(X).transform(Xt)
-    assert not np.array_equal(other_seed, Fa)
-    _kernels.clear_memo()
+def test_runtime_params_do_not_split_the_cache(synthetic):
+    from zsl.methods.fclswgan import FCLSWGAN
+
+    assert "progress" in FCLSWGAN.runtime_params
+    method = FCLSWGAN(progress=False)
+    assert "progress" not in protocol.identity_params(method)
 
 
-def test_fit_then_transform_of_the_training_set_evaluates_the_kernel_once(monkeypatch):
+def test_kernel_map_fit_transform_equals_fit_then_transform():
     rng = np.random.default_rng(0)
     X = rng.random((300, 20), dtype=np.float32)
-    monkeypatch.setattr(_kernels, "MEMO_MIN_SIZE", 10**12)  # memo off: the reference
     expected = _kernels.RBFAnchors(40, 0).fit(X).transform(X)
-    monkeypatch.setattr(_kernels, "MEMO_MIN_SIZE", 0)
-    _kernels.clear_memo()
-    calls = []
-    real_kernel = _kernels.RBFAnchors._kernel
-    monkeypatch.setattr(_kernels.RBFAnchors, "_kernel", lambda self, A, **kw: calls.append(len(A)) or real_kernel(self, A, **kw))
-    got = _kernels.RBFAnchors(40, 0).fit(X).transform(X)
-    assert calls == [300], "fit computes the kernel of X; transform of the same X reuses it"
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
-    _kernels.clear_memo()
+    got = _kernels.RBFAnchors(40, 0).fit_transform(X)
+    # same float32 operations in the same order: identical, not merely close
+    np.testing.assert_array_equal(got, expected)
+    other_seed = _kernels.RBFAnchors(40, 1).fit_transform(X)
+    assert not np.array_equal(other_seed, expected)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import zsl
+from zsl.data import require_semantics
 from zsl.errors import DataError, ZSLError
 from zsl.semantics.relation import class_relation, relation_cosine, relation_lstsq, relation_qp
 from zsl.semantics.vgse import (
@@ -161,8 +162,12 @@ def test_semantics_vgse_on_a_tiny_image_folder(tmp_path):
                      clustering=ClusteringConfig(n_clusters=6, epochs=3, batch_size=32))
     summary = fit_vgse(ds, cfg, progress=False)
     assert summary["n_patches"] == len(ds.splits["trainval"]) * 4
-    ds2 = zsl.load_dataset(name, **kw)  # the loader attaches the stored embeddings
+    ds2 = zsl.load_dataset(name, **kw)
+    assert "vgse" not in ds2.embeddings  # loading never reads learnt embeddings from the cache
+    fingerprint = ds2.fingerprint()
+    require_semantics(ds2, "vgse")  # asking for them by name does
     assert {"vgse", "vgse-lstsq", "vgse-cosine"} <= set(ds2.embeddings)
+    assert ds2.fingerprint() == fingerprint  # attaching a source changes no run identity
     E = ds2.embeddings["vgse"]
     assert E.shape == (5, 6) and np.isfinite(E).all()
     ship = ds2.class_names.index("ship")

@@ -1,6 +1,6 @@
 """zsl: zero-shot recognition, labelling and retrieval on one scikit-learn-style contract."""
 from ._registry import create_method, get_method_class, list_methods, register_method
-from .base import ZSLMethod, seed_everything
+from .base import ZSLMethod
 from .data import ZSLDataset, list_datasets, load_dataset, make_synthetic
 from .errors import DataError, NotFittedError, ZSLError
 from .eval import run_method
@@ -21,6 +21,5 @@ __all__ = [
     "make_synthetic",
     "register_method",
     "run_method",
-    "seed_everything",
     "__version__",
 ]

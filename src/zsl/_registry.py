@@ -66,7 +66,9 @@ def create_method(spec: str, **overrides) -> ZSLMethod:
     if preset not in cls.presets:
         raise ZSLError(f"unknown preset {preset!r} for method {base!r}; valid presets: {', '.join(sorted(cls.presets))}")
     params = {**cls.presets[preset], **overrides}
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ZSLError(f"bad parameters for {spec!r}: {exc}") from None
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise ZSLError(f"{spec}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls._get_param_names())}")
+    method = cls(**params)
+    method.validate_params()
+    return method

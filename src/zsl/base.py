@@ -18,12 +18,15 @@ Class attributes a method declares:
     presets       named constructor keywords; "default" is required
     param_grid    small grid searched on validation classes by the protocol (may be empty)
     search_space  Optuna space ``{param: ("float", lo, hi, log) | ("int", lo, hi) | ("categorical", [...])}``
+    parameter_constraints  accepted values of every constructor parameter (:mod:`zsl.params`),
+                  checked by ``fit`` (and by ``create_method``) with a one-line error
+    runtime_params  parameters that do not change a fit's result (progress bars, threads, the
+                  checkpoint folder): left out of fit-cache keys and run identities
 """
 from __future__ import annotations
 
 import os
 import pickle
-import random
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +35,7 @@ from sklearn.base import BaseEstimator
 
 from .errors import DataError, NotFittedError, ZSLError
 from .io import atomic_write
+from .params import validate_params
 
 
 class ZSLMethod(BaseEstimator):
@@ -45,6 +49,8 @@ class ZSLMethod(BaseEstimator):
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     param_grid: ClassVar[dict[str, list]] = {}
     search_space: ClassVar[dict[str, tuple]] = {}
+    parameter_constraints: ClassVar[dict[str, list]] = {}
+    runtime_params: ClassVar[tuple[str, ...]] = ()
 
     # -- contract -------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):  # pragma: no cover - abstract
@@ -87,8 +93,13 @@ class ZSLMethod(BaseEstimator):
         if not fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(X, y, class_embeddings, seen_classes) first")
 
+    def validate_params(self) -> None:
+        """Check every constructor parameter against ``parameter_constraints`` (one-line error)."""
+        validate_params(self.name or type(self).__name__, self.get_params(deep=False), self.parameter_constraints)
+
     def _validate_fit(self, X, y, class_embeddings, seen_classes):
-        """Check and convert fit inputs; returns float32 X, int64 y, float32 S, int64 seen."""
+        """Check parameters and fit inputs; returns float32 X, int64 y, float32 S, int64 seen."""
+        self.validate_params()
         X = check_features(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -137,17 +148,3 @@ def check_features(X) -> np.ndarray:
         rows = np.where(~np.isfinite(X).all(1))[0]
         raise DataError(f"features contain NaN/inf in {len(rows)} rows (first: {rows[:5].tolist()}); clean or re-extract them")
     return X
-
-
-def seed_everything(seed: int | None) -> np.random.Generator:
-    """Seed Python, NumPy and (if imported) torch; return a NumPy Generator for local use."""
-    seed = 0 if seed is None else int(seed)
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
-    return np.random.default_rng(seed)

@@ -67,22 +67,41 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
-def save_run(result, cache_dir=None) -> Path:
-    """Write the run's resolved config and metrics to ``<cache>/runs/<id>/`` (atomically)."""
-    from .io import cache_root, config_hash, write_json
+def run_overrides(spec: str, items: list[str] | None, *, params_from_study: str | None = None, study_storage: str | None = None,
+                  cache_dir=None) -> tuple[dict, dict]:
+    """``--set`` values over a study's best trial (when named), validated before any data is loaded.
 
-    rid = f"{result.method}-{result.dataset}-{result.split}-{result.setting}-s{result.seed}-{config_hash(result.config)}"
-    folder = cache_root(cache_dir) / "runs" / rid
-    write_json(folder / "config.json", result.config)
-    write_json(folder / "result.json", {**result.to_json(), "per_class": result.per_class})
-    return folder
+    Returns (overrides, provenance) -- provenance is recorded in the run's config. Methods that can
+    checkpoint long fits get ``<cache>/checkpoints`` unless ``--set checkpoint_dir=...`` says otherwise.
+    """
+    from ._registry import create_method, get_method_class
+    from .io import cache_root
+
+    overrides = parse_overrides(items)
+    provenance: dict = {}
+    if params_from_study:
+        from .tune import study_best_params
+
+        tuned = study_best_params(params_from_study, study_storage, cache_dir=cache_dir)
+        provenance["params_from_study"] = {"study": params_from_study, "storage": study_storage or "default", "params": tuned}
+        overrides = {**tuned, **overrides}
+    cls = get_method_class(spec)
+    if "checkpoint_dir" in cls._get_param_names() and "checkpoint_dir" not in overrides:
+        overrides["checkpoint_dir"] = str(cache_root(cache_dir) / "checkpoints")
+    create_method(spec, **overrides)  # a bad --set is a one-line error before the data is read
+    return overrides, provenance
 
 
 def _cmd_run(args) -> int:
-    from .data import load_dataset
-    from .eval.protocol import run_method
+    from .data import load_dataset, require_semantics
+    from .eval.protocol import run_method, save_run
 
-    ds = load_dataset(args.dataset, args.split, data_root=args.data_root)
+    if args.seed < 0:
+        raise ZSLError(f"--seed must be a non-negative integer, got {args.seed}")
+    overrides, provenance = run_overrides(args.method, args.set, params_from_study=args.params_from_study,
+                                          study_storage=args.study_storage, cache_dir=args.cache_dir)
+    ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
+                           args.semantics, args.cache_dir)
     result = run_method(
         args.method,
         ds,
@@ -90,12 +109,14 @@ def _cmd_run(args) -> int:
         semantics=args.semantics,
         seed=args.seed,
         selection=args.selection,
-        overrides=parse_overrides(args.set),
+        overrides=overrides,
         verbose=not args.json,
     )
+    result.config.update(provenance)
     folder = save_run(result, args.cache_dir)
     if args.json:
-        keys = ("acc",) if args.setting == "zsl" else ("U", "S", "H", "H_uncalibrated", "gamma", "AUSUC")
+        keys = ("acc",) if args.setting == "zsl" else ("U", "S", "H", "U_uncalibrated", "S_uncalibrated", "H_uncalibrated",
+                                                       "gamma", "AUSUC")
         out = {
             "method": result.method,
             "dataset": result.dataset,
@@ -117,8 +138,9 @@ def _cmd_run(args) -> int:
         if args.setting == "zsl":
             print(f"{result.method} on {result.dataset}/{result.split} ZSL top-1 (per-class): {m['acc']:.4f}{label}")
         else:
-            print(f"{result.method} on {result.dataset}/{result.split} GZSL U={m['U']:.4f} S={m['S']:.4f} H={m['H']:.4f} "
-                  f"(uncalibrated H={m['H_uncalibrated']:.4f}, gamma={m['gamma']:.4g}, AUSUC={m.get('AUSUC', float('nan')):.4f}){label}")
+            print(f"{result.method} on {result.dataset}/{result.split} GZSL uncalibrated U={m['U_uncalibrated']:.4f} "
+                  f"S={m['S_uncalibrated']:.4f} H={m['H_uncalibrated']:.4f}; calibrated (gamma={m['gamma']:.4g} from validation) "
+                  f"U={m['U']:.4f} S={m['S']:.4f} H={m['H']:.4f}; AUSUC={m.get('AUSUC', float('nan')):.4f}{label}")
         print(f"fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.2f}s, peak RSS {result.peak_rss_mb:.0f} MiB; "
               f"selected {result.config['selected']}; saved to {folder}")
     return 0
@@ -144,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", choices=("val", "none", "oracle"), default="val",
                    help="model selection: validation classes (default), preset as is, or oracle (test-tuned, labelled)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
+    p.add_argument("--params-from-study", default=None, metavar="NAME",
+                   help="start from the best trial of this Optuna study (`zsl tune` / `zsl cpl search`); recorded in the run config")
+    p.add_argument("--study-storage", default=None, help="storage URL of --params-from-study (default sqlite:///<cache>/optuna/studies.db)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.set_defaults(func=_cmd_run)
 

@@ -13,7 +13,7 @@ beside the database serialises "is the budget used up? -> ask" so the study ends
 ``n_trials`` trials however many workers run; with a server URL (PostgreSQL) the lock is per
 machine and a worker that starts a trial past the budget marks it pruned.
 
-Storage: ``sqlite:///<cache_root()>/optuna/cpl.db`` by default; any SQLAlchemy URL works. Study
+Storage: ``sqlite:///<cache_root()>/optuna/studies.db`` by default; any SQLAlchemy URL works. Study
 name ``cpl-v<MODEL_VERSION>-<dataset>-<split>-<semantics>``; ``load_if_exists`` so a search can be
 resumed. The version is part of the name because a trial's score belongs to the model that earned
 it: after a change to CPL's networks or training, the old study's best weights would otherwise be
@@ -42,17 +42,15 @@ from .io import cache_root
 GRID_SEED = 0
 MODEL_VERSION = 2  # bump when CPL's model or training changes: studies of older models are not reused
 # the slides' grid (beta; lambda_1..3 = lambda_rec, lambda_cls, lambda_inter); CPL.search_space is this
-SEARCH_SPACE: dict[str, tuple] = {
-    "beta": ("categorical", [1e-3, 1e-2, 1e-1]),
-    "lambda_rec": ("categorical", [1e-4, 1e-3, 1e-2, 1e-1]),
-    "lambda_cls": ("categorical", [1e-4, 1e-3, 1e-2, 1e-1]),
-    "lambda_inter": ("categorical", [1e-4, 1e-3, 1e-2, 1e-1]),
-}
+def _search_space() -> dict[str, tuple]:
+    from .methods.cpl import CPL
+
+    return CPL.search_space
 
 
 def search_grid() -> list[dict[str, float]]:
     """All grid points of CPL's search space in a fixed shuffled order (trial n -> point n)."""
-    space = SEARCH_SPACE
+    space = _search_space()
     keys = sorted(space)
     points = [dict(zip(keys, vals)) for vals in itertools.product(*(space[k][1] for k in keys))]
     order = np.random.default_rng(GRID_SEED).permutation(len(points))
@@ -60,9 +58,9 @@ def search_grid() -> list[dict[str, float]]:
 
 
 def default_storage(cache_dir: str | os.PathLike | None = None) -> str:
-    path = cache_root(cache_dir) / "optuna" / "cpl.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    from .tune import default_storage as shared
+
+    return shared(cache_dir)
 
 
 def study_name(dataset: str, split: str, semantics: str = "attributes") -> str:
@@ -202,7 +200,7 @@ def run_study(study, objective: Callable[[dict[str, Any]], dict[str, Any]], n_tr
 
 
 def _space() -> dict[str, tuple]:
-    return SEARCH_SPACE
+    return _search_space()
 
 
 def search(dataset, *, n_trials: int = 20, folds: int = 3, preset: str = "default", storage: str | None = None,
@@ -227,10 +225,10 @@ def best_cpl_params(dataset: str, split: str, storage: str | None = None, *,
                     semantics: str = "attributes") -> dict[str, Any] | None:
     """Parameters of the best completed trial of the study for (dataset, split, semantics), or None.
 
-    Never creates a database: with the default storage and no ``cpl.db`` yet, returns None.
+    Never creates a database: with the default storage and no ``studies.db`` yet, returns None.
     """
     if storage is None:
-        path = cache_root() / "optuna" / "cpl.db"
+        path = cache_root() / "optuna" / "studies.db"
         if not path.is_file():
             return None
         storage = f"sqlite:///{path}"

@@ -7,7 +7,7 @@
 * Objective: the validation score of the evaluation protocol -- fit on the *train* classes, score
   on the validation classes (seen classes held out as pseudo-unseen): per-class top-1 for ZSL, the
   calibrated H over val_seen + val_unseen for GZSL. Test classes are never looked at.
-* Storage: any Optuna RDB URL; default ``sqlite:///<cache root>/optuna/tune.db``. The study name
+* Storage: any Optuna RDB URL; default ``sqlite:///<cache root>/optuna/studies.db``. The study name
   is derived from method/preset, dataset, split, setting and semantics and opened with
   ``load_if_exists=True``, so several workers (processes or machines) pointed at the same storage
   share one study; each trial records the worker (``host:pid``) that ran it.
@@ -28,9 +28,10 @@ from .io import cache_root
 
 
 def default_storage(cache_dir=None) -> str:
+    """``sqlite:///<cache root>/optuna/studies.db``: the one default storage of every study (tune, CPL search)."""
     folder = cache_root(cache_dir) / "optuna"
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'tune.db'}"
+    return f"sqlite:///{folder / 'studies.db'}"
 
 
 def study_name(method: str, dataset: str, split: str | None, setting: str = "zsl", semantics: str | None = None) -> str:
@@ -82,12 +83,12 @@ def suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
 def validation_score(spec: str, dataset, params: dict[str, Any], *, setting: str = "zsl", seed: int = 0,
                      semantics: str | None = None) -> float:
     """Fit ``spec`` with ``params`` on the train classes; score on the validation classes (protocol's own code)."""
-    from .eval.protocol import _make, _objective, _score_split
+    from .eval.protocol import make_method, objective_value, score_split
 
     S = dataset.class_embeddings(semantics)
-    method = _make(spec, params, seed)
+    method = make_method(spec, params, seed)
     method.fit(*dataset.subset("train"), S, dataset.train_classes)
-    return float(_objective(_score_split(method, dataset, setting, stage="val"), setting))
+    return float(objective_value(score_split(method, dataset, setting, stage="val"), setting))
 
 
 def tune(
@@ -169,6 +170,30 @@ def best_params(method: str, dataset: str, split: str | None = None, setting: st
     return dict(max(done, key=lambda t: t.value).params)
 
 
+def study_best_params(name: str, storage: str | None = None, *, cache_dir=None) -> dict[str, Any]:
+    """Best completed trial's parameters of the study called ``name``; an error if there is none.
+
+    This is how tuned values reach a run: explicitly (``zsl run M --params-from-study NAME``), and
+    recorded in the run's config, never looked up behind the user's back.
+    """
+    from .errors import require_extra
+
+    optuna = require_extra("optuna", "tune")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage or default_storage(cache_dir)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise ZSLError(f"no study storage at {url}; run `zsl tune` or `zsl cpl search` first, or pass --study-storage")
+    try:
+        study = optuna.load_study(study_name=name, storage=_storage(url, cache_dir))
+    except KeyError:
+        names = optuna.get_all_study_names(storage=_storage(url, cache_dir))
+        raise ZSLError(f"no study named {name!r} in {url}; studies there: {', '.join(names) or 'none'}") from None
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise ZSLError(f"study {name!r} has no completed trial yet")
+    return dict(max(done, key=lambda t: (t.value, -t.number)).params)
+
+
 def describe(study) -> str:
     import optuna
 
@@ -180,4 +205,4 @@ def describe(study) -> str:
             f"best validation score {best.value:.4f} with {best.params}")
 
 
-__all__ = ["best_params", "default_storage", "describe", "study_name", "suggest", "tune", "validation_score"]
+__all__ = ["best_params", "default_storage", "describe", "study_best_params", "study_name", "suggest", "tune", "validation_score"]

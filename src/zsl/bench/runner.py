@@ -253,9 +253,20 @@ def time_limit(seconds: float):
 
 # ---------------------------------------------------------------------------------------- running
 def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_name: str = "",
-             cache_dir=None, save_runs: bool = True) -> dict[str, Any]:
-    """Run one cell through :func:`zsl.eval.protocol.run_method`; return its store row (ok or error)."""
-    from ..eval.protocol import run_method
+             cache_dir=None, save_runs: bool = True, fit_cache=None) -> dict[str, Any]:
+    """Run one cell through :func:`zsl.eval.protocol.run_method`; return its store row (ok or error).
+
+    ``fit_cache``: a :class:`~zsl.eval.protocol.FitCache` shared by the cells of one dataset, so a
+    method's ZSL and GZSL cells reuse identical fits (marked ``fit_reused`` in the row's config).
+    Methods that can checkpoint long fits do so under ``<cache>/checkpoints``.
+    """
+    from .._registry import get_method_class
+    from ..eval.protocol import run_method, save_run
+    from ..io import cache_root
+
+    overrides = dict(cell.overrides)
+    if "checkpoint_dir" in get_method_class(cell.spec)._get_param_names():
+        overrides.setdefault("checkpoint_dir", str(cache_root(cache_dir) / "checkpoints"))
 
     row: dict[str, Any] = {
         "cell_hash": cell.cell_hash, "grid": grid_name, "method": cell.method, "spec": cell.spec,
@@ -268,7 +279,7 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
         try:
             with time_limit(timeout):
                 result = run_method(cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed,
-                                    selection=cell.selection, overrides=cell.overrides)
+                                    selection=cell.selection, overrides=overrides, fit_cache=fit_cache)
             error = None
         except (Exception, CellTimeout) as exc:
             result = None
@@ -282,7 +293,7 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
                    metrics_json={})
         return row
     config = {**result.config, "cell": cell.identity(), "validation": result.validation,
-              "peak_memory_method": mem.method}
+              "peak_memory_method": mem.method, "fit_reused": result.fit_reused}
     row.update(
         status="ok", error=None, config_json=config, config_hash=config_hash(result.config),
         metrics_json=result.metrics, fit_seconds=result.fit_seconds, predict_seconds=result.predict_seconds,
@@ -290,8 +301,6 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
         **{m: result.metrics.get(m) for m in ("acc", "U", "S", "H")},
     )
     if save_runs:
-        from ..cli import save_run
-
         result.peak_rss_mb = mem.peak_mb
         with contextlib.suppress(OSError):
             save_run(result, cache_dir)
@@ -310,7 +319,8 @@ def run_benchmark(
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> dict[str, Any]:
     """Run every cell of ``grid`` not yet in ``store``; returns a summary with the grid's cell hashes."""
-    from ..data import load_dataset
+    from ..data import load_dataset, require_semantics
+    from ..eval.protocol import FitCache
 
     todo_sets, notes = grid_datasets(grid, data_root)
     if datasets:
@@ -339,7 +349,9 @@ def run_benchmark(
             continue
         try:
             t0 = time.perf_counter()
-            ds = load_dataset(dataset, split, data_root=data_root, **load)
+            ds = load_dataset(dataset, split, data_root=data_root, cache_dir=cache_dir, **load)
+            for source in {c.semantics for c in group if c.semantics}:
+                require_semantics(ds, source, cache_dir)
             fp = ds.fingerprint()
             log(f"[{dataset}/{split}] loaded in {time.perf_counter() - t0:.1f}s: {ds.summary()}")
         except Exception as exc:  # noqa: BLE001 - a dataset that fails to load is reported, the rest still runs
@@ -348,6 +360,7 @@ def run_benchmark(
             log(f"[{dataset}/{split}] could not be loaded, its {len(group)} cells are skipped: {msg}")
             i += len(group)
             continue
+        fit_cache = FitCache()
         for cell in group:
             i += 1
             cell.fingerprint = fp
@@ -362,7 +375,7 @@ def run_benchmark(
                 continue
             log(f"[{i}/{n_total}] {cell.label()} ...")
             row = run_cell(cell, ds, timeout=float(grid.get("cell_timeout_seconds") or 0), code=code,
-                           grid_name=grid["name"], cache_dir=cache_dir)
+                           grid_name=grid["name"], cache_dir=cache_dir, fit_cache=fit_cache)
             stored = store.insert(row, replace=h in errored_before)
             summary["ran"] += 1
             if row["status"] == "error":

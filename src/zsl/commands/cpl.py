@@ -2,7 +2,7 @@
 
 Figures (PNG) and tables (markdown) go to ``--out`` (default
 ``<cache>/analyses/cpl/<dataset>-<split>/``); ``search`` runs or resumes the class-wise
-cross-validation Optuna study whose best trial ``zsl run cpl`` then uses.
+cross-validation Optuna study; ``zsl run cpl --params-from-study NAME`` applies its best trial.
 """
 from __future__ import annotations
 
@@ -22,34 +22,36 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds averaged by ablation/relation/sensitivity (default 0)")
     p.add_argument("--preset", default="default", help="CPL preset (default: default)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a CPL hyperparameter (repeatable)")
-    p.add_argument("--no-tuned", action="store_true", help="ignore the best trial of the CPL study; use the preset")
+    p.add_argument("--params-from-study", default=None, metavar="NAME",
+                   help="start from the best trial of this Optuna study (see `zsl cpl search`); recorded with the outputs")
+    p.add_argument("--study-storage", default=None, help="storage of --params-from-study (default sqlite:///<cache>/optuna/studies.db)")
     p.add_argument("--params", default=None, help="sensitivity: comma-separated subset of lambda_rec,lambda_cls,lambda_inter,beta")
     g = p.add_argument_group("search")
     g.add_argument("--n-trials", type=int, default=20, help="search: total trials the study should hold (default 20)")
     g.add_argument("--folds", type=int, default=3, help="search: class-wise folds over the seen classes (default 3)")
-    g.add_argument("--storage", default=None, help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/cpl.db)")
+    g.add_argument("--storage", default=None, help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/studies.db)")
     g.add_argument("--max-per-class", type=int, default=0, help="search: images per seen class used (default 0 = all)")
     p.set_defaults(func=_cmd_cpl)
 
 
 def _cmd_cpl(args) -> int:
-    import os
-
     from ..cli import parse_overrides
-    from ..data import load_dataset
+    from ..data import load_dataset, require_semantics
     from ..errors import ZSLError
 
-    if args.cache_dir:
-        os.environ["ZSL_CACHE"] = str(args.cache_dir)
-    ds = load_dataset(args.dataset, args.split, data_root=args.data_root)
+    ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
+                           args.semantics, args.cache_dir)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.analysis == "search":
         from ..cpl_search import best_cpl_params, search, study_name
 
-        study = search(ds, n_trials=args.n_trials, folds=args.folds, preset=args.preset, storage=args.storage,
+        from ..cpl_search import default_storage
+
+        storage = args.storage or default_storage(args.cache_dir)
+        study = search(ds, n_trials=args.n_trials, folds=args.folds, preset=args.preset, storage=storage,
                        semantics=args.semantics, max_per_class=args.max_per_class or None, log=log)
         done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-        best = best_cpl_params(ds.name, ds.split, args.storage, semantics=args.semantics or ds.default_semantics)
+        best = best_cpl_params(ds.name, ds.split, storage, semantics=args.semantics or ds.default_semantics)
         print(f"study {study_name(ds.name, ds.split, args.semantics or ds.default_semantics)}: {len(done)} complete trials; "
               f"best {max(t.value for t in done):.4f} with {best}")
         return 0
@@ -61,12 +63,11 @@ def _cmd_cpl(args) -> int:
     except ValueError:
         raise ZSLError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     base = parse_overrides(args.set)
-    if not args.no_tuned and args.preset == "default":
-        from ..methods.cpl import CPL
+    if args.params_from_study:
+        from ..tune import study_best_params
 
-        tuned = CPL.tuned_params(ds, args.semantics or ds.default_semantics)
-        if tuned:
-            log(f"using the best trial of the CPL study: {tuned}")
+        tuned = study_best_params(args.params_from_study, args.study_storage, cache_dir=args.cache_dir)
+        log(f"using the best trial of study {args.params_from_study!r}: {tuned}")
         base = {**tuned, **base}
     out = Path(args.out) if args.out else analysis.default_out(ds, args.cache_dir)
     common = dict(preset=args.preset, base=base, semantics=args.semantics, log=log)

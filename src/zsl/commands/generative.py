@@ -47,11 +47,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=_fewshot)
 
 
-def _use_cache(args) -> None:
-    if getattr(args, "cache_dir", None):  # methods checkpoint under cache_root(), which reads ZSL_CACHE
-        os.environ["ZSL_CACHE"] = str(args.cache_dir)
-
-
 def _ablation(args) -> int:
     import numpy as np
 
@@ -62,8 +57,7 @@ def _ablation(args) -> int:
     from ..eval.clustering import clusterability_score
     from ..eval.metrics import gzsl_accuracies, per_class_accuracy
 
-    _use_cache(args)
-    ds = load_dataset(args.dataset, args.split, data_root=args.data_root)
+    ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
     S = ds.class_embeddings(args.semantics)
     overrides = parse_overrides(args.set)
     method0 = create_method(args.method, **overrides)
@@ -98,8 +92,7 @@ def _fewshot(args) -> int:
     from ..data import load_dataset
     from ..eval.fewshot import gaussian_fewshot_table
 
-    _use_cache(args)
-    ds = load_dataset(args.dataset, args.split, data_root=args.data_root)
+    ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
     rows = gaussian_fewshot_table(ds, shots=tuple(args.shots), n_way=args.ways, n_query=args.queries, n_episodes=args.episodes,
                                   seed=args.seed, pca_dim=args.pca_dim or None, gamma=args.gamma, epochs=args.epochs,
                                   progress=not args.json)

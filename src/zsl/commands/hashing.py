@@ -65,7 +65,7 @@ def _cmd_hashing(args) -> int:
     bar = tqdm(total=len(jobs), desc="hashing", file=sys.stderr, disable=tqdm is None) if tqdm else None
     results = []
     for split in splits:
-        ds = load_dataset(args.dataset, split, data_root=args.data_root)
+        ds = load_dataset(args.dataset, split, data_root=args.data_root, cache_dir=args.cache_dir)
         for spec in args.methods:
             for n_bits in args.bits:
                 if bar:

@@ -62,7 +62,7 @@ def _cmd_build(args) -> int:
         raise ZSLError(f"method {args.method!r} is not a hashing method; use lsh, itq, sdh or zsh")
     if args.bits <= 0 or args.bits % 8:
         raise ZSLError(f"--bits {args.bits}: the code length must be a positive multiple of 8")
-    ds = load_dataset(args.dataset, args.split, data_root=args.data_root)
+    ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
     data = retrieval_data(ds, seed=args.seed)
     method = create_method(args.method, n_bits=args.bits)
     if "random_state" in method.get_params():

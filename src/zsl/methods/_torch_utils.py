@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import sys
 from pathlib import Path
@@ -64,6 +65,18 @@ def init_linear_(module: nn.Module, gen: torch.Generator, std: float = 0.02) -> 
             with torch.no_grad():
                 m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
                 m.bias.zero_()
+    return module
+
+
+def init_default_(module: nn.Module, gen: torch.Generator) -> nn.Module:
+    """PyTorch's default Linear init (U(+-1/sqrt(fan_in)) for weights and biases), drawn from ``gen``."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            with torch.no_grad():
+                m.weight.copy_((torch.rand(m.weight.shape, generator=gen) * 2 - 1) * bound)
+                if m.bias is not None:
+                    m.bias.copy_((torch.rand(m.bias.shape, generator=gen) * 2 - 1) * bound)
     return module
 
 
@@ -171,8 +184,8 @@ class FeaturePreprocessor:
         if self.rbf_anchors:
             from ._kernels import RBFAnchors
 
-            self.kernel_map_ = RBFAnchors(self.rbf_anchors, self.random_state).fit(X)
-            X = self.kernel_map_.transform(X)
+            self.kernel_map_ = RBFAnchors(self.rbf_anchors, self.random_state)
+            X = self.kernel_map_.fit_transform(X)
         self.mean_ = X.mean(0)
         if self.n_components is not None and self.n_components < X.shape[1]:
             from sklearn.decomposition import PCA
@@ -203,7 +216,7 @@ class FeaturePreprocessor:
         return Z @ self.components_.T if self.components_ is not None else Z
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        if getattr(self, "kernel_map_", None) is not None:  # getattr: models saved before the kernel map existed
+        if self.kernel_map_ is not None:
             X = self.kernel_map_.transform(X)
         return np.ascontiguousarray(self._project(X) / self.scale_, dtype=np.float32)
 

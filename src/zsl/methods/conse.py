@@ -34,18 +34,16 @@ Choices where the paper leaves room (documented because they change numbers):
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 
 from .._registry import register_method
+from ..params import Interval, Options
 from ..base import ZSLMethod, check_features
 from ..errors import DataError
 
 _EPS = 1e-12
-_SOFTMAX_CACHE: dict = {}  # fitted seen classifiers, see ConSE._fit_softmax
-_SOFTMAX_CACHE_SIZE = 8
 
 
 # -- the two equations, usable without the estimator (the labeller calls these) ------------------
@@ -122,6 +120,12 @@ class ConSE(ZSLMethod):
     param_grid = {"C": [0.01, 0.1, 1.0]}
     search_space = {"C": ("float", 1e-3, 1e2, True), "T": ("int", 1, 40)}
 
+    parameter_constraints = {
+        "T": [None, Interval(int, 1, None)], "C": [Interval(float, 0, None, closed="neither")], "max_iter": [Interval(int, 1, None)], "center": [bool],
+        # a fitted seen-class classifier object (or None: one is trained on the seen classes)
+        "seen_model": [None, object], "seen_model_classes": [None, object], "random_state": [None, Interval(int, 0, None)],
+    }
+
     def __init__(self, *, T: int | None = 10, C: float = 1.0, max_iter: int = 300, center: bool = False,
                  seen_model: Any = None, seen_model_classes: Any = None, random_state: int = 0):
         self.T = T
@@ -133,20 +137,6 @@ class ConSE(ZSLMethod):
         self.random_state = random_state
 
     # seen-class probabilities ----------------------------------------------------------------
-    def _fit_softmax(self, X: np.ndarray, y: np.ndarray):
-        # The seen classifier does not depend on T or on the class embeddings, and the fit is
-        # deterministic, so identical (X, y, C, max_iter, seed) reuse the fitted model: a T sweep or
-        # ZSL + GZSL runs of the protocol then train each softmax classifier once per process.
-        key = (hashlib.sha1(X.tobytes()).hexdigest(), hashlib.sha1(y.tobytes()).hexdigest(), X.shape,
-               float(self.C), int(self.max_iter), int(self.random_state))
-        if key in _SOFTMAX_CACHE:
-            return _SOFTMAX_CACHE[key]
-        clf = self._train_softmax(X, y)
-        _SOFTMAX_CACHE[key] = clf
-        while len(_SOFTMAX_CACHE) > _SOFTMAX_CACHE_SIZE:
-            _SOFTMAX_CACHE.pop(next(iter(_SOFTMAX_CACHE)))
-        return clf
-
     def _train_softmax(self, X: np.ndarray, y: np.ndarray):
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -181,7 +171,7 @@ class ConSE(ZSLMethod):
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
         if self.seen_model is None:
-            self.model_ = self._fit_softmax(X, y)
+            self.model_ = self._train_softmax(X, y)
             self.seen_classes_ = np.asarray(self.model_.classes_, dtype=np.int64)
         elif callable(self.seen_model) and not hasattr(self.seen_model, "predict_proba"):
             if self.seen_model_classes is None:

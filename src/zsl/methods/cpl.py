@@ -55,9 +55,8 @@ Choices where the slides are silent (measured on AwA1, see benchmarks/results/cp
   for CPL it does not help: validation 0.331 / 0.342 with PCA 256 / 500 of the kernel features
   (with the generator, seed 0), against 0.363 for the default space (measured without the generator).
 - Loss weights default to beta=1e-2, l1=1e-2, l2=1e-1, l3=1e-1 (values from the slides' grid);
-  ``zsl cpl search`` runs the slides' class-wise cross-validation over that grid and, once a
-  study exists for a dataset/split, ``zsl run cpl`` uses its best trial (protocol hook
-  ``tuned_params``).
+  ``zsl cpl search`` runs the slides' class-wise cross-validation over that grid; ``zsl run cpl
+  --params-from-study NAME`` applies a study's best trial (never implicitly).
 - Torch runs with ``n_threads=1`` by default: the networks are small MLPs on minibatches, where
   intra-op threads only add synchronisation (on a busy 2-core machine the generator's seen-class
   classifier ran 4.6 s per epoch with 2 threads); ``None`` leaves torch's setting alone.
@@ -72,29 +71,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..params import Interval, Options
 from .._registry import register_method
-from ..base import ZSLMethod, seed_everything
-from ..cpl_search import SEARCH_SPACE
+from ..base import ZSLMethod
 
 RELATIONS = ("lstsq", "cosine")
-
-# In-process memo of the deterministic, expensive stages of a fit (PCA; trained generator), keyed by
-# a hash of the training data and every parameter the stage depends on. Analyses that refit CPL
-# many times on the same data with different loss weights (ablations, sensitivity) reuse them;
-# results are identical to recomputing because each stage is a pure function of its key.
-_STAGE_CACHE: dict[tuple, object] = {}
-_STAGE_CACHE_SIZE = 4
-
-
-def _cached(key: tuple, compute):
-    if key in _STAGE_CACHE:
-        return _STAGE_CACHE[key]
-    value = compute()
-    while len(_STAGE_CACHE) >= _STAGE_CACHE_SIZE:
-        _STAGE_CACHE.pop(next(iter(_STAGE_CACHE)))
-    _STAGE_CACHE[key] = value
-    return value
-
 
 def scale_semantics(S: np.ndarray) -> np.ndarray:
     """Min-max scale every column of S (C, k) to [0, 1] over all classes (constant columns -> 0.5)."""
@@ -187,7 +168,50 @@ class CPL(ZSLMethod):
                   "gan_hidden": 256, "n_synth_per_class": 200},
     }
     param_grid = {}
-    search_space = SEARCH_SPACE  # the slides' grid; searched by class-wise CV in zsl.cpl_search
+    # the slides' grid (beta; lambda_1..3 = lambda_rec, lambda_cls, lambda_inter), searched by class-wise CV
+    search_space = {
+        "beta": ("categorical", [1e-3, 1e-2, 1e-1]),
+        "lambda_rec": ("categorical", [1e-4, 1e-3, 1e-2, 1e-1]),
+        "lambda_cls": ("categorical", [1e-4, 1e-3, 1e-2, 1e-1]),
+        "lambda_inter": ("categorical", [1e-4, 1e-3, 1e-2, 1e-1]),
+    }
+
+    parameter_constraints = {
+        "beta": [Interval(float, 0, None)],
+        "lambda_rec": [Interval(float, 0, None)],
+        "lambda_cls": [Interval(float, 0, None)],
+        "lambda_inter": [Interval(float, 0, None)],
+        "use_generated": [bool],
+        "use_inter_class": [bool],
+        "use_decoder": [bool],
+        "relation": [Options("lstsq", "cosine")],
+        "ridge": [Interval(float, 0, None)],
+        "soft_label_scale": [Interval(float, 0, None)],
+        "rbf_anchors": [None, Interval(int, 1, None)],
+        "n_components": [None, Interval(int, 1, None)],
+        "feature_scale": [Options("std", "whiten", "none")],
+        "pca_max_samples": [Interval(int, 1, None)],
+        "hidden": [Interval(int, 1, None)],
+        "relation_hidden": [Interval(int, 1, None)],
+        "fusion_dim": [Interval(int, 0, None)],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None)],
+        "weight_decay": [Interval(float, 0, None)],
+        "n_synth_per_class": [Interval(int, 1, None)],
+        "gan_epochs": [Interval(int, 1, None)],
+        "gan_hidden": [Interval(int, 1, None)],
+        "gan_noise_dim": [Interval(int, 1, None)],
+        "gan_critic_iters": [Interval(int, 1, None)],
+        "gan_lr": [Interval(float, 0, None)],
+        "gan_batch_size": [Interval(int, 1, None)],
+        "gan_gp_lambda": [Interval(float, 0, None)],
+        "gan_cls_weight": [Interval(float, 0, None)],
+        "random_state": [None, Interval(int, 0, None)],
+        "progress": [bool],
+        "n_threads": [None, Interval(int, 1, None)],
+    }
+    runtime_params = ("progress", "n_threads")
 
     def __init__(self, *, beta: float = 1e-2, lambda_rec: float = 1e-2, lambda_cls: float = 1e-1,
                  lambda_inter: float = 1e-1, use_generated: bool = True, use_inter_class: bool = True,
@@ -237,17 +261,6 @@ class CPL(ZSLMethod):
         """Raw features (n, d) -> CPL's visual space (n, d'): optional PCA, then ``feature_scale``."""
         return self.preprocessor_.transform(X)
 
-    @classmethod
-    def tuned_params(cls, dataset, semantics: str | None = None) -> dict:
-        """Best class-wise-CV trial for this dataset/split/semantics in the default CPL study, or {}.
-
-        The protocol applies these (below explicit overrides) when ``cpl`` is run without a preset;
-        with no study yet, the ``default`` preset is used as it is.
-        """
-        from ..cpl_search import best_cpl_params  # noqa: PLC0415
-
-        return best_cpl_params(dataset.name, dataset.split, semantics=semantics or dataset.default_semantics) or {}
-
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):
         X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
@@ -259,21 +272,17 @@ class CPL(ZSLMethod):
             return self._fit(X, y, S, seen)
 
     def _fit(self, X, y, S, seen):
-        rng = seed_everything(self.random_state)
+        rng = np.random.default_rng(self.random_state)
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
         unseen = np.setdiff1d(np.arange(len(S)), seen)
         self.seen_classes_ = seen
 
         # visual space: PCA fitted on (a row subsample of) the training features, then scaled
-        from ._torch_utils import FeaturePreprocessor, data_hash
+        from ._torch_utils import FeaturePreprocessor, init_default_
 
-        key_data = data_hash(X, y, S, seen)
-        self.preprocessor_ = _cached(
-            ("features", key_data, self.rbf_anchors, self.n_components, self.feature_scale, self.pca_max_samples,
-             self.random_state),
-            lambda: FeaturePreprocessor(self.n_components, scale=self.feature_scale, random_state=self.random_state,
-                                        max_samples=self.pca_max_samples, rbf_anchors=self.rbf_anchors).fit(X))
+        self.preprocessor_ = FeaturePreprocessor(self.n_components, scale=self.feature_scale, random_state=self.random_state,
+                                                 max_samples=self.pca_max_samples, rbf_anchors=self.rbf_anchors).fit(X)
         Z = self.preprocessor_.transform(X)
         A = scale_semantics(S)
         self.semantics_ = A
@@ -286,15 +295,13 @@ class CPL(ZSLMethod):
             gan = dict(noise_dim=self.gan_noise_dim, hidden=self.gan_hidden, epochs=self.gan_epochs,
                        batch_size=self.gan_batch_size, lr=self.gan_lr, critic_iters=self.gan_critic_iters,
                        gp_lambda=self.gan_gp_lambda, cls_weight=self.gan_cls_weight, random_state=self.random_state)
-            generator = _cached(("gan", key_data, self.rbf_anchors, self.n_components, self.feature_scale, tuple(sorted(gan.items()))),
-                                lambda: train_conditional_wgan(Z, y, A, seen, progress=self.progress, **gan))
+            generator = train_conditional_wgan(Z, y, A, seen, progress=self.progress, **gan)
             Xg, yg = synthesize(generator, A, unseen, self.n_synth_per_class, random_state=self.random_state)
             Xg = torch.as_tensor(np.asarray(Xg, dtype=np.float32))
             yg = torch.as_tensor(np.asarray(yg, dtype=np.int64))
             self.generator_ = generator
         else:
             self.generator_ = None
-        seed_everything(self.random_state)  # the CPL networks start from the same state with or without G
 
         # soft labels (|S|, |U|) for the inter-class loss
         use_inter = self.use_inter_class and len(unseen) > 0
@@ -304,6 +311,11 @@ class CPL(ZSLMethod):
         d, k = Z.shape[1], A.shape[1]
         encoder, decoder, relation_net = _build_modules(k, d, self.hidden, self.relation_hidden, self.use_decoder,
                                                         self.fusion_dim)
+        # the networks start from the same state with or without G: their own generator, seeded here
+        init_gen = torch.Generator().manual_seed(int(self.random_state or 0))
+        for module in (encoder, decoder, relation_net):
+            if module is not None:
+                init_default_(module, init_gen)
         params = list(encoder.parameters()) + list(relation_net.parameters()) + (list(decoder.parameters()) if decoder else [])
         opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         mse = nn.functional.mse_loss

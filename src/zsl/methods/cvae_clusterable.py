@@ -81,6 +81,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..params import Interval, Options
 from .._registry import register_method
 from ..base import ZSLMethod
 from ._torch_utils import (
@@ -229,6 +230,37 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
         "n_synth": ("int", 50, 1000),
     }
 
+    parameter_constraints = {
+        "rbf_anchors": [None, Interval(int, 1, None)],
+        "pca_dim": [None, Interval(int, 1, None)],
+        "pca_scale": [Options("std", "whiten", "none")],
+        "embedding_scale": [Options("sqrt_dim"), Interval(float, 0, None, closed="neither")],
+        "use_mapping": [bool],
+        "use_gaussian": [bool],
+        "noise_alpha": [Interval(float, 0, None)],
+        "gamma": [Interval(float, 0, None)],
+        "map_dim": [Interval(int, 1, None)],
+        "gaussian_dim": [Interval(int, 1, None)],
+        "latent_dim": [None, Interval(int, 1, None)],
+        "hidden": [Interval(int, 1, None)],
+        "epochs": [Interval(int, 1, None)],
+        "finetune_epochs": [Interval(int, 0, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None)],
+        "kl_weight": [Interval(float, 0, None)],
+        "cls_weight": [Interval(float, 0, None)],
+        "cls_recon_weight": [Interval(float, 0, None)],
+        "n_synth": [Interval(int, 1, None)],
+        "clf_epochs": [Interval(int, 1, None)],
+        "clf_lr": [Interval(float, 0, None)],
+        "recon_trains_mapping": [bool],
+        "random_state": [None, Interval(int, 0, None)],
+        "checkpoint": [bool],
+        "progress": [bool],
+        "n_threads": [None, Interval(int, 1, None)],
+    }
+    runtime_params = ("progress", "n_threads", "checkpoint")
+
     def __init__(self, *, rbf_anchors: int | None = None, pca_dim: int | None = 150, pca_scale: str = "whiten",
                  embedding_scale: float | str = "sqrt_dim",
                  use_mapping: bool = True, use_gaussian: bool = True,
@@ -304,7 +336,6 @@ class ClusterableCVAE(_GenerativeClassifierMixin, ZSLMethod):
 
     def _fit(self, X, y, S, seen):
         seed = int(self.random_state or 0)
-        torch.manual_seed(seed)
         gen = torch_generator(seed)
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
+from ..params import Interval, Options
 from ..base import ZSLMethod
 from ._kernels import RBFAnchors
 
@@ -53,6 +54,11 @@ class DAP(ZSLMethod):
     param_grid = {"C": [1e-6, 1e-5, 1e-4]}
     search_space = {"C": ("float", 1e-6, 1e-1, True), "prior": ("categorical", ["uniform", "frequency"])}
 
+    parameter_constraints = {
+        "C": [Interval(float, 0, None, closed="neither")], "prior": [Options("uniform", "frequency")], "kernel": [Options("linear", "rbf")],
+        "n_anchors": [Interval(int, 1, None)], "max_iter": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+    }
+
     def __init__(self, *, C: float = 1e-3, prior: str = "uniform", kernel: str = "rbf", n_anchors: int = 2000,
                  max_iter: int = 200, random_state: int = 0):
         self.C = C
@@ -72,8 +78,9 @@ class DAP(ZSLMethod):
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
         self.signatures_ = binarise(S)  # (C, k)
-        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state).fit(X) if self.kernel == "rbf" else None
-        self.scaler_, self.coef_, self.intercept_ = self._train_attribute_classifiers(self._phi(X), self.signatures_[y])
+        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state) if self.kernel == "rbf" else None
+        Phi = self.kmap_.fit_transform(X) if self.kmap_ is not None else X
+        self.scaler_, self.coef_, self.intercept_ = self._train_attribute_classifiers(Phi, self.signatures_[y])
         if self.prior == "frequency":
             self.attribute_priors_ = np.clip(self.signatures_[seen].mean(0), 0.05, 0.95)
         else:
@@ -90,7 +97,6 @@ class DAP(ZSLMethod):
         pos = T.mean(0).clamp(1e-3, 1 - 1e-3)
         weights = T * (0.5 / pos) + (1 - T) * (0.5 / (1 - pos))  # balance each attribute's positives and negatives
 
-        torch.manual_seed(self.random_state)
         lin = torch.nn.Linear(Zt.shape[1], T.shape[1])
         torch.nn.init.zeros_(lin.weight)
         torch.nn.init.zeros_(lin.bias)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
-from ..base import ZSLMethod, seed_everything
+from ..params import Interval, Options
+from ..base import ZSLMethod
 
 
 @register_method
@@ -45,6 +46,11 @@ class DeViSE(ZSLMethod):
         "weight_decay": ("float", 1e-6, 1e-1, True),
     }
 
+    parameter_constraints = {
+        "margin": [Interval(float, 0, None, closed="neither")], "lr": [Interval(float, 0, None, closed="neither")], "weight_decay": [Interval(float, 0, None)],
+        "epochs": [Interval(int, 1, None)], "batch_size": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+    }
+
     def __init__(self, *, margin: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 30,
                  batch_size: int = 256, random_state: int = 0):
         self.margin = margin
@@ -60,7 +66,6 @@ class DeViSE(ZSLMethod):
         X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
-        seed_everything(self.random_state)
         gen = torch.Generator().manual_seed(int(self.random_state))
         self.mean_ = X.mean(0)
         self.std_ = X.std(0) + 1e-6

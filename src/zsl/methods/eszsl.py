@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
+from ..params import Interval, Options
 from ..base import ZSLMethod
 from ._kernels import RBFAnchors
 
@@ -33,6 +34,11 @@ class ESZSL(ZSLMethod):
     param_grid = {"gamma": [1e-1, 1.0, 10.0], "lambda_": [1e-1, 1.0, 10.0]}
     search_space = {"gamma": ("float", 1e-3, 1e2, True), "lambda_": ("float", 1e-3, 1e2, True)}
 
+    parameter_constraints = {
+        "gamma": [Interval(float, 0, None, closed="neither")], "lambda_": [Interval(float, 0, None, closed="neither")], "kernel": [Options("linear", "rbf")],
+        "n_anchors": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+    }
+
     def __init__(self, *, gamma: float = 1.0, lambda_: float = 1.0, kernel: str = "rbf", n_anchors: int = 2000,
                  random_state: int = 0):
         self.gamma = gamma
@@ -50,8 +56,8 @@ class ESZSL(ZSLMethod):
             raise ValueError(f"kernel must be 'linear' or 'rbf', got {self.kernel!r}")
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
-        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state).fit(X) if self.kernel == "rbf" else None
-        Phi = self._phi(X).astype(np.float64)  # (n, d')
+        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state) if self.kernel == "rbf" else None
+        Phi = (self.kmap_.fit_transform(X) if self.kmap_ is not None else X).astype(np.float64)  # (n, d')
         Sn = S / np.linalg.norm(S, axis=1, keepdims=True)
         Ss = Sn[seen].T.astype(np.float64)  # (k, z)
         col = np.searchsorted(seen, y)

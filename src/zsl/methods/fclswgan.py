@@ -95,6 +95,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..params import Interval, Options
 from .._registry import register_method
 from ..base import ZSLMethod
 from ._torch_utils import (
@@ -361,6 +362,29 @@ class FCLSWGAN(_GenerativeClassifierMixin, ZSLMethod):
         "epochs": ("int", 5, 60),
     }
 
+    parameter_constraints = {
+        "rbf_anchors": [None, Interval(int, 1, None)],
+        "pca_dim": [None, Interval(int, 1, None)],
+        "pca_scale": [Options("std", "whiten", "none")],
+        "embedding_scale": [Options("sqrt_dim"), Interval(float, 0, None, closed="neither")],
+        "hidden": [Interval(int, 1, None)],
+        "noise_dim": [None, Interval(int, 1, None)],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None)],
+        "critic_iters": [Interval(int, 1, None)],
+        "gp_lambda": [Interval(float, 0, None)],
+        "cls_weight": [Interval(float, 0, None)],
+        "n_synth": [Interval(int, 1, None)],
+        "clf_epochs": [Interval(int, 1, None)],
+        "clf_lr": [Interval(float, 0, None)],
+        "random_state": [None, Interval(int, 0, None)],
+        "checkpoint": [bool],
+        "progress": [bool],
+        "n_threads": [None, Interval(int, 1, None)],
+    }
+    runtime_params = ("progress", "n_threads", "checkpoint")
+
     def __init__(self, *, rbf_anchors: int | None = None, pca_dim: int | None = 150, pca_scale: str = "whiten",
                  embedding_scale: float | str = "sqrt_dim",
                  hidden: int = 512, noise_dim: int | None = None, epochs: int = 7, batch_size: int = 256, lr: float = 1e-3,
@@ -402,7 +426,6 @@ class FCLSWGAN(_GenerativeClassifierMixin, ZSLMethod):
 
     def _fit(self, X, y, S, seen):
         seed = int(self.random_state or 0)
-        torch.manual_seed(seed)
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
         self.seen_ = seen

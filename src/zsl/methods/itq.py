@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..params import Interval, Options
 from .._registry import register_method
 from ..errors import DataError
 from ._hashing import HashingMethod
@@ -28,6 +29,11 @@ class ITQ(HashingMethod):
     presets = {"default": {"n_bits": 64, "n_iter": 50}, "tiny": {"n_bits": 16, "n_iter": 20}}
     param_grid: dict = {}
     search_space: dict = {"n_iter": ("int", 10, 100)}
+
+    parameter_constraints = {
+        "n_bits": [Interval(int, 8, None)], "n_iter": [Interval(int, 0, None)], "max_train": [None, Interval(int, 2, None)],
+        "random_state": [None, Interval(int, 0, None)],
+    }
 
     def __init__(self, *, n_bits: int = 64, n_iter: int = 50, max_train: int | None = 20000, random_state: int = 0):
         self.n_bits = n_bits

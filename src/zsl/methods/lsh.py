@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..params import Interval, Options
 from .._registry import register_method
 from ._hashing import HashingMethod
 
@@ -22,6 +23,8 @@ class LSH(HashingMethod):
     presets = {"default": {"n_bits": 64}, "tiny": {"n_bits": 16}}
     param_grid: dict = {}
     search_space: dict = {}
+
+    parameter_constraints = {"n_bits": [Interval(int, 8, None)], "random_state": [None, Interval(int, 0, None)],}
 
     def __init__(self, *, n_bits: int = 64, random_state: int = 0):
         self.n_bits = n_bits

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
+from ..params import Interval, Options
 from ..base import ZSLMethod
 from ._kernels import RBFAnchors
 
@@ -40,6 +41,11 @@ class SAE(ZSLMethod):
     param_grid = {"lambda_": [1e2, 1e3, 1e4, 1e5]}
     search_space = {"lambda_": ("float", 1e-1, 1e6, True), "space": ("categorical", ["semantic", "visual"])}
 
+    parameter_constraints = {
+        "lambda_": [Interval(float, 0, None, closed="neither")], "space": [Options("semantic", "visual")], "kernel": [Options("linear", "rbf")],
+        "n_anchors": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+    }
+
     def __init__(self, *, lambda_: float = 1e4, space: str = "visual", kernel: str = "rbf", n_anchors: int = 2000,
                  random_state: int = 0):
         self.lambda_ = lambda_
@@ -49,7 +55,10 @@ class SAE(ZSLMethod):
         self.random_state = random_state
 
     def _phi(self, X):
-        Z = self.kmap_.transform(X) if self.kmap_ is not None else X
+        return self._normalise(self.kmap_.transform(X) if self.kmap_ is not None else X)
+
+    @staticmethod
+    def _normalise(Z):
         return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
 
     def fit(self, X, y, class_embeddings, seen_classes):
@@ -58,8 +67,8 @@ class SAE(ZSLMethod):
             raise ValueError(f"space must be 'semantic' or 'visual', got {self.space!r}")
         self.n_features_in_ = X.shape[1]
         self.n_classes_ = len(S)
-        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state).fit(X) if self.kernel == "rbf" else None
-        Xd = self._phi(X).T.astype(np.float64)  # (d', n)
+        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state) if self.kernel == "rbf" else None
+        Xd = self._normalise(self.kmap_.fit_transform(X) if self.kmap_ is not None else X).T.astype(np.float64)  # (d', n)
         Sn = (S / np.linalg.norm(S, axis=1, keepdims=True)).astype(np.float64)
         Sy = Sn[y].T  # (k, n)
         a, U = np.linalg.eigh(Sy @ Sy.T)

@@ -17,6 +17,7 @@ an unseen class, so ``decision_function`` raises.
 """
 from __future__ import annotations
 
+from ..params import Interval, Options
 from .._registry import register_method
 from .zsh import ZSH
 
@@ -31,6 +32,12 @@ class SDH(ZSH):
     }
     param_grid = {"lambda_": [1e-2, 1.0]}
     search_space = {"lambda_": ("float", 1e-4, 1.0, True), "nu": ("float", 1e-6, 1e-2, True)}
+
+    parameter_constraints = {
+        "n_bits": [Interval(int, 8, None)], "n_anchors": [Interval(int, 1, None)], "lambda_": [Interval(float, 0, None)],
+        "nu": [Interval(float, 0, None)], "epsilon": [Interval(float, 0, None)], "n_iter": [Interval(int, 1, None)],
+        "max_train": [None, Interval(int, 2, None)], "random_state": [None, Interval(int, 0, None)],
+    }
 
     def __init__(self, *, n_bits: int = 64, n_anchors: int = 1000, lambda_: float = 1e-2, nu: float = 1e-5,
                  epsilon: float = 1e-2, n_iter: int = 5, max_train: int | None = 10000, random_state: int = 0):

@@ -69,6 +69,7 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
+from ..params import Interval, Options
 from .._registry import register_method
 from ._hashing import HashingMethod, dcc_update, hamming_distances, knn_laplacian, pack_codes
 from ._kernels import RBFAnchors
@@ -97,6 +98,14 @@ class ZSH(HashingMethod):
     }
     knn_dims = 128  # dimensionality of the space the k-NN graph is searched in (see _knn_space)
 
+    parameter_constraints = {
+        "n_bits": [Interval(int, 8, None)], "n_anchors": [Interval(int, 1, None)], "lambda_": [Interval(float, 0, None)],
+        "nu": [Interval(float, 0, None)], "epsilon": [Interval(float, 0, None)], "delta": [Interval(float, 0, None)],
+        "gamma": [Interval(float, 0, None)], "n_neighbors": [Interval(int, 1, None)], "n_iter": [Interval(int, 1, None)],
+        "rotate": [bool], "rotation": [Options("linear", "orthogonal")], "label_embedding": [Options("embedding", "onehot")],
+        "max_train": [None, Interval(int, 2, None)], "random_state": [None, Interval(int, 0, None)],
+    }
+
     def __init__(self, *, n_bits: int = 64, n_anchors: int = 1000, lambda_: float = 1e-2, nu: float = 1e-5,
                  epsilon: float = 1e-2, delta: float = 1e-2, gamma: float = 1.0, n_neighbors: int = 5, n_iter: int = 10,
                  rotate: bool = True, rotation: str = "linear", label_embedding: str = "embedding",
@@ -118,8 +127,11 @@ class ZSH(HashingMethod):
 
     # -- features -------------------------------------------------------------------------
     def _phi(self, X: np.ndarray) -> np.ndarray:
-        """(n, d) -> (n, m+1) kernel features with the constant column (the kernel map is memoised)."""
-        F = self.kmap_.transform(X)
+        """(n, d) -> (n, m+1) kernel features with the constant column."""
+        return self._with_bias(self.kmap_.transform(X))
+
+    @staticmethod
+    def _with_bias(F: np.ndarray) -> np.ndarray:
         return np.concatenate([F, np.ones((len(F), 1), F.dtype)], axis=1)
 
     def _targets(self, y: np.ndarray, S: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -146,8 +158,8 @@ class ZSH(HashingMethod):
             keep = np.sort(rng.choice(len(X), self.max_train, replace=False))
             X, y = X[keep], y[keep]
 
-        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state).fit(X)
-        Phi = self._phi(X)  # (n, m+1) float32; products below are float32, solves float64
+        self.kmap_ = RBFAnchors(self.n_anchors, self.random_state)
+        Phi = self._with_bias(self.kmap_.fit_transform(X))  # (n, m+1) float32; products below are float32, solves float64
         T = self._targets(y, S, seen)  # (n, k)
         n, k, r = len(X), T.shape[1], self.n_bits
         use_rotation = bool(self.rotate)

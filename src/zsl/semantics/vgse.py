@@ -216,7 +216,7 @@ def fit_patch_clustering(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from ..base import seed_everything
+    from ..methods._torch_utils import init_default_
 
     cfg = config or ClusteringConfig()
     P = np.asarray(patch_features)
@@ -228,7 +228,6 @@ def fit_patch_clustering(
     if labels.min() < 0 or labels.max() >= n_seen or len(np.unique(labels)) != n_seen:
         raise ZSLError(f"labels must cover 0..{n_seen - 1} (one word vector per seen class); got {np.unique(labels).tolist()}")
     t0 = time.perf_counter()
-    seed_everything(cfg.seed)
     n, nt, d = P.shape
     flat = P.reshape(n * nt, d).astype(np.float32)
     mean = flat.mean(0)
@@ -236,9 +235,9 @@ def fit_patch_clustering(
     X = torch.from_numpy((flat - mean) / std)
     y = torch.from_numpy(np.repeat(labels, nt))
     Wt = torch.from_numpy(W)
-    module = _build_module(d, cfg.n_clusters, n_seen, W.shape[1])
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
+    module = init_default_(_build_module(d, cfg.n_clusters, n_seen, W.shape[1]), gen)
+    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = []
     for epoch in tqdm(range(cfg.epochs), disable=not progress, file=sys.stderr, desc="VGSE clustering", unit="epoch"):
         perm = torch.randperm(len(X), generator=gen)
