@@ -22,6 +22,8 @@ Class attributes a method declares:
                   checked by ``fit`` (and by ``create_method``) with a one-line error
     runtime_params  parameters that do not change a fit's result (progress bars, threads, the
                   checkpoint folder): left out of fit-cache keys and run identities
+    gzsl_objective  what GZSL model selection maximises on validation: "H" (calibrated, default)
+                  or "H_uncalibrated" (methods whose GZSL scores are meant to be balanced as they are)
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class ZSLMethod(BaseEstimator):
     search_space: ClassVar[dict[str, tuple]] = {}
     parameter_constraints: ClassVar[dict[str, list]] = {}
     runtime_params: ClassVar[tuple[str, ...]] = ()
+    gzsl_objective: ClassVar[str] = "H"
 
     # -- contract -------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):  # pragma: no cover - abstract

@@ -88,7 +88,7 @@ def validation_score(spec: str, dataset, params: dict[str, Any], *, setting: str
     S = dataset.class_embeddings(semantics)
     method = make_method(spec, params, seed)
     method.fit(*dataset.subset("train"), S, dataset.train_classes)
-    return float(objective_value(score_split(method, dataset, setting, stage="val"), setting))
+    return float(objective_value(score_split(method, dataset, setting, stage="val"), setting, method.gzsl_objective))
 
 
 def tune(

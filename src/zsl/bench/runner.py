@@ -68,7 +68,21 @@ def load_grid(name_or_path: str | os.PathLike) -> dict[str, Any]:
     bad = [s for s in grid["settings"] if s not in ("zsl", "gzsl")]
     if bad:
         raise ZSLError(f"grid {grid['name']!r}: unknown settings {bad}; valid: zsl, gzsl")
+    _check_presets(grid)
     return grid
+
+
+def _check_presets(grid: dict[str, Any]) -> None:
+    """Every preset a grid names must be declared by some method (a typo would silently fall back)."""
+    from .._registry import get_method_class, list_methods
+
+    declared = {p for name in list_methods() for p in get_method_class(name).presets}
+    named = [*grid["presets"], *(p for opts in grid["datasets"].values() for p in opts.get("presets", [])),
+             *(opts["preset"] for opts in grid["method_options"].values() if "preset" in opts)]
+    unknown = sorted(set(named) - declared)
+    if unknown:
+        raise ZSLError(f"grid {grid['name']!r} names presets no method declares: {', '.join(unknown)}; "
+                       f"valid: {', '.join(sorted(declared))}")
 
 
 def grid_methods(grid: dict[str, Any], dataset: str | None = None) -> list[str]:

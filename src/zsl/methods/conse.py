@@ -110,7 +110,7 @@ class ConSE(ZSLMethod):
     name = "conse"
     tags = {"family": "embedding", "supports_gzsl": True, "retrieval": False, "stochastic": False}
     presets = {
-        "default": {"T": 10, "C": 1.0, "max_iter": 300},
+        "default": {},
         "tiny": {"T": 5, "C": 1.0, "max_iter": 100},
         "t1": {"T": 1, "C": 1.0, "max_iter": 300},
         "all": {"T": None, "C": 1.0, "max_iter": 300},

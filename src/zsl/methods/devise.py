@@ -34,7 +34,7 @@ class DeViSE(ZSLMethod):
     name = "devise"
     tags = {"family": "embedding", "supports_gzsl": True, "retrieval": False, "stochastic": True}
     presets = {
-        "default": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-4, "epochs": 30, "batch_size": 256},
+        "default": {},
         "tiny": {"margin": 0.1, "lr": 1e-2, "weight_decay": 1e-4, "epochs": 5, "batch_size": 64},
         "awa1": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-3, "epochs": 10, "batch_size": 256},
         "quick": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-3, "epochs": 6, "batch_size": 256},

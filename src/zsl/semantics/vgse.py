@@ -216,7 +216,7 @@ def fit_patch_clustering(
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from ..methods._torch_utils import init_default_
+    from ..nn import init_default_
 
     cfg = config or ClusteringConfig()
     P = np.asarray(patch_features)
