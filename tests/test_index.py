@@ -31,7 +31,8 @@ def _build(tmp_path, ds, method, kind="flat", **params):
     return build_index(method, codes, tmp_path / f"idx-{kind}", method_spec="itq.tiny",
                        feature_extractor=feature_extractor_of(ds),
                        dataset_info={"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint()},
-                       database={"label": ds.y, "class_names": np.asarray(ds.class_names)}, kind=kind, **params)
+                       database={"label": ds.y, "class_names": np.asarray(ds.class_names),
+                                 "path": np.asarray([f"img/{i}.jpg" for i in range(len(ds.y))])}, kind=kind, **params)
 
 
 def test_flat_search_equals_numpy_popcount():
@@ -68,6 +69,7 @@ def test_index_folder_round_trip_and_manifest(tmp_path, fitted):
     assert idx.index.hnsw.efSearch == 32
     D, I = idx.search(ds.X[:5], k=3)
     assert D.shape == (5, 3) and (D[:, 0] == 0).all()  # database images find themselves (distance 0)
+    assert idx.database["path"][7] == "img/7.jpg"
     np.testing.assert_array_equal(idx.encode(ds.X[:5]), method.encode(ds.X[:5]))
 
 
@@ -230,5 +232,9 @@ def test_build_refuses_a_folder_of_other_files_before_fitting(tmp_path, capsys):
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
     assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(home)]) == 2
-    assert "not a zsl index" in capsys.readouterr().err
+    assert "holds other files (thesis.tex)" in capsys.readouterr().err
     assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    partial = tmp_path / "partial"  # a build cut short: index files but no manifest yet
+    partial.mkdir()
+    (partial / "model.npz").write_bytes(b"half")
+    assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(partial)]) == 0

@@ -256,3 +256,15 @@ def test_a_non_method_object_is_refused_by_method_load(tmp_path):
     path = persist.dump({"a": np.zeros(3)}, tmp_path / "d.npz")
     with pytest.raises(ZSLError, match="not a zsl method"):
         zsl.ZSLMethod.load(path)
+
+
+def test_implausible_sizes_are_refused_before_allocating(tmp_path, fitted):
+    _, method = fitted
+    good = method.save(tmp_path / "m.npz")
+    with zipfile.ZipFile(good) as zf:
+        doc = json.loads(zf.read("zsl.json"))
+    for pair in doc["objects"][0]["state"]["$dict"]:
+        if pair[0] == "n_features_in_":
+            pair[1] = 10**12  # a 4 TB zero vector for the smoke run
+    with pytest.raises(ZSLError, match="n_features_in_=1000000000000"):
+        zsl.ZSLMethod.load(_rewrite(good, tmp_path / "bad.npz", doc=doc))

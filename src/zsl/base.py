@@ -165,15 +165,21 @@ def _smoke_check(method: ZSLMethod, path: Path) -> None:
     fitted = [k for k in vars(method) if k.endswith("_") and not k.startswith("_") and k not in params]
     d = getattr(method, "n_features_in_", None)
     n_classes = getattr(method, "n_classes_", None)
-    if not fitted or not isinstance(d, int) or d < 1:
+    if not fitted:
+        return
+    limit = 1 << 24  # no real feature or class count comes near; a crafted one must not allocate gigabytes here
+    for name, value in (("n_features_in_", d), ("n_classes_", n_classes)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit):
+            raise ZSLError(f"{path}: the saved model has {name}={value!r}; the file is damaged or was tampered with")
+    if d is None:
         return
     X = np.zeros((1, d), np.float32)
     try:
         if method.tags.get("retrieval"):
             out = method.encode(X)
         else:
-            if not isinstance(n_classes, int) or n_classes < 1:
-                raise DataError(f"n_classes_={n_classes!r}")
+            if n_classes is None:
+                raise DataError("no n_classes_")
             out = method.decision_function(X, np.arange(n_classes))
         if not isinstance(out, np.ndarray) or len(out) != 1:
             raise DataError(f"got {type(out).__name__} {getattr(out, 'shape', '')}")

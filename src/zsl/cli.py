@@ -8,6 +8,8 @@ touching this file. Any :class:`~zsl.errors.ZSLError` becomes one line on stderr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import pkgutil
@@ -235,6 +237,9 @@ def one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # file names need not be valid UTF-8: print them escaped
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         return _dispatch(args)

@@ -154,7 +154,7 @@ def content_digest(*parts, length: int = 32) -> str:
     for part in parts:
         if isinstance(part, str):
             h.update(b"s")
-            h.update(part.encode())
+            h.update(part.encode("utf-8", "surrogateescape"))  # file names need not be valid UTF-8
             continue
         a = np.ascontiguousarray(part)
         h.update(str((a.dtype.str, a.shape)).encode())

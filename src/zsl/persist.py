@@ -237,14 +237,14 @@ class _Encoder:
             return {"$set": [self.encode(v, f"{where}{{}}") for v in obj], "frozen": type(obj) is frozenset}
         if type(obj) is dict or _is_plain_ordered_dict(obj):
             return {"$dict": [[self.encode(k, f"{where} key"), self.encode(v, f"{where}[{k!r}]")] for k, v in obj.items()]}
-        torch = _torch_if_loaded()
-        if torch is not None:
-            if isinstance(obj, torch.Tensor):
-                return self.tensor(obj, where)
-            if isinstance(obj, torch.dtype):
-                return {"$torch_dtype": str(obj).removeprefix("torch.")}
-            if isinstance(obj, torch.device):
-                return {"$torch_device": str(obj)}
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return self.tensor(obj, where)
+        if isinstance(obj, torch.dtype):
+            return {"$torch_dtype": str(obj).removeprefix("torch.")}
+        if isinstance(obj, torch.device):
+            return {"$torch_device": str(obj)}
         if isinstance(obj, type):
             name = self.name_of.get(obj)
             if name is None:
@@ -289,8 +289,9 @@ class _Encoder:
         self.memo[key] = j
         self.keep.append(obj)
         self.objects.append(None)  # reserved before the state, so cycles refer back to it
-        torch = _torch_if_loaded()
-        if torch is not None and isinstance(obj, torch.nn.Module):
+        import torch
+
+        if isinstance(obj, torch.nn.Module):
             self.objects[j] = self.module(obj, name, where)
         else:
             state = vars(obj) if hasattr(obj, "__dict__") else {}
@@ -389,7 +390,10 @@ def encode(obj: Any, *, extra_classes: Iterable[type] = (), owner: str | None = 
     import torch  # noqa: F401  (zsl's methods are torch-based; tensors and modules are recognised by it)
 
     enc = _Encoder(allowed_classes(extra_classes), owner or type(obj).__name__)
-    root = enc.encode(obj, "")
+    try:
+        root = enc.encode(obj, "")
+    except RecursionError:
+        raise PersistError(f"cannot save {enc.owner}: a container holds itself or is nested too deeply") from None
     doc = {"format": FORMAT, "version": VERSION, "zsl_version": __version__, "libraries": _library_versions(),
            "root": root, "objects": enc.objects}
     return doc, enc.arrays
@@ -566,8 +570,10 @@ def read_document(path: str | os.PathLike) -> tuple[dict, dict[int, np.ndarray]]
 
 # ---------------------------------------------------------------------------------------------
 # plain named arrays (an .npz that numpy reads too)
-def save_npz(path: str | os.PathLike, **arrays) -> Path:
-    """Write named arrays as an uncompressed ``.npz`` (``np.load`` reads it), atomically; no object dtypes."""
+def save_npz(path: str | os.PathLike, /, **arrays) -> Path:
+    """Write named arrays as an uncompressed ``.npz`` (``np.load`` reads it), atomically; no object dtypes.
+
+    (``path`` is positional-only, so an array may be called ``path``.)"""
     path = Path(path)
     with atomic_write(path, "wb") as fh:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:

@@ -58,7 +58,7 @@ def _make_parent(path: Path, url: str) -> None:
 
     blocker = file_in_the_way(path.parent)
     if blocker is not None:
-        raise ZSLError(f"results store {url!r}: {blocker} is a file, not a folder; choose another place")
+        raise ZSLError(f"database {url!r}: {blocker} is a file, not a folder; choose another place")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

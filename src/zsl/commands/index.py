@@ -54,14 +54,17 @@ def register(subparsers) -> None:
 
 def check_index_out(out: Path) -> None:
     """``--out`` must be a new folder, an empty one or an earlier index (never a user's other files)."""
-    from ..index import MANIFEST
+    from ..index import FILES, MANIFEST
     from ..io import check_writable
 
     if out.exists() and not out.is_dir():
         raise ZSLError(f"--out {out}: is a file; give a folder for the index")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise ZSLError(f"--out {out}: the folder exists and is not a zsl index; give a new or empty folder "
-                       "(an earlier index there is replaced)")
+    # an earlier index, complete or cut short (temp files of atomic writes, format-1 files), is replaced
+    ours = {MANIFEST, *FILES, "model.pkl", "codes.faiss"}
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.endswith(".tmp")) if out.is_dir() else []
+    if others:
+        raise ZSLError(f"--out {out}: the folder holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                       "give a new or empty folder (an earlier index there is replaced)")
     check_writable(out, what="--out", kind="folder")
 
 

@@ -103,11 +103,15 @@ def failure_reason(exc: BaseException, path: str | None = None) -> str:
     return f"{type(exc).__name__}: {msg[:100]}" if msg else type(exc).__name__
 
 
+FAILURE_KEY_HEAD = 8 << 20  # bytes of a failed file hashed from its start (and 1 MiB from its end)
+
+
 def failure_key(path: str) -> str:
-    """What a failed file *is*: ``sha256:<hash of its bytes>``, or ``unreadable:<errno name>``.
+    """What a failed file *is*: ``sha256:<hash of its size and bytes>``, or ``unreadable:<errno name>``.
 
     Stored with a failure, and compared on later runs: a different key means the file changed
-    (repaired, replaced, made readable) and is worth another try.
+    (repaired, replaced, made readable) and is worth another try. Files past 9 MiB are hashed by
+    their size, first 8 MiB and last 1 MiB, so a huge non-image file costs little to re-check.
     """
     import errno
     import hashlib
@@ -115,8 +119,12 @@ def failure_key(path: str) -> str:
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            size = os.fstat(fh.fileno()).st_size
+            h.update(str(size).encode())
+            h.update(fh.read(FAILURE_KEY_HEAD))
+            if size > FAILURE_KEY_HEAD + (1 << 20):
+                fh.seek(size - (1 << 20))
+            h.update(fh.read(1 << 20))
     except OSError as exc:
         return f"unreadable:{errno.errorcode.get(exc.errno, exc.errno)}"
     return f"sha256:{h.hexdigest()}"

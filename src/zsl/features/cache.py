@@ -42,11 +42,12 @@ def file_list_hash(paths: list[str]) -> str:
     h = hashlib.sha256()
     for p in paths:
         ap = os.path.abspath(p)
+        name = os.fsencode(ap)  # the bytes of the name: also for names that are not valid UTF-8
         try:
             st = os.stat(ap)
-            h.update(f"{ap}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(name + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         except OSError:
-            h.update(f"{ap}\0missing\n".encode())
+            h.update(name + b"\0missing\n")
     return h.hexdigest()[:20]
 
 
