@@ -428,3 +428,31 @@ def test_errors_name_the_file_for_a_real_model_round_trip_via_cli_json(tmp_path)
     m = zsl.create_method("eszsl.linear").fit(Xtr, ytr, ds.class_embeddings(), ds.seen_classes)
     with pytest.raises(ZSLError, match="is a folder"):
         zsl.ZSLMethod.load(m.save(tmp_path / "m.npz").parent)
+
+
+# -- 9. more of what a probe finds ------------------------------------------------------------------
+def test_file_names_that_are_not_utf8_are_extracted_and_reported(tmp_path, capsys):
+    root = _images(tmp_path / "photos", classes=("cats",), per_class=2)
+    (root / "cats" / "0.jpg").rename(os.fsdecode(bytes(root / "cats") + b"/ok\xffname.jpg"))
+    Path(os.fsdecode(bytes(root / "cats") + b"/bad\xfe.jpg")).write_bytes(b"not an image")
+    out = tmp_path / "f.npz"
+    assert main(["extract", str(root), "--out", str(out), "--no-progress", "--num-workers", "0", "--resolution", str(RES)]) == 0
+    err = capsys.readouterr().err
+    assert "bad\\udcfe.jpg (UnidentifiedImageError" in err and "Traceback" not in err
+    with np.load(out) as z:
+        assert len(z["features"]) == 2 and any("ok\udcffname" in p for p in z["paths"].tolist())
+
+
+def test_results_store_row_with_malformed_json_is_one_line(tmp_path, capsys):
+    import sqlite3
+
+    from zsl.bench.store import ResultsStore
+
+    db = tmp_path / "r.db"
+    store = ResultsStore(str(db))
+    store.insert({"cell_hash": "h", "method": "m", "spec": "m.d", "dataset": "d", "split": "s", "setting": "zsl",
+                  "seed": 0, "status": "ok", "config_json": {}})
+    with sqlite3.connect(db) as con:
+        con.execute("update runs set config_json = '{not json'")
+    assert main(["report", "--store", str(db)]) == 2
+    assert "malformed JSON" in _err(capsys)

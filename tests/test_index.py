@@ -238,3 +238,15 @@ def test_build_refuses_a_folder_of_other_files_before_fitting(tmp_path, capsys):
     partial.mkdir()
     (partial / "model.npz").write_bytes(b"half")
     assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(partial)]) == 0
+
+
+def test_malformed_manifest_values_are_one_line(tmp_path, fitted):
+    ds, method = fitted
+    out = _build(tmp_path, ds, method)
+    m = json.loads((out / "manifest.json").read_text())
+    m["feature_extractor"]["resolution"] = "abc"
+    m["files"]["../../etc/passwd"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(zsl.ZSLError, match="malformed manifest") as err:
+        load_index(out)
+    assert "files must list exactly" in str(err.value) and "resolution 'abc'" in str(err.value)

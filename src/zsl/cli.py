@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: commands that only read: a read-only cache is fine for them
 READ_ONLY_COMMANDS = frozenset({"datasets", "methods", "report"})
 #: arguments naming a file or folder a command writes (checked before the command starts)
-OUTPUT_ARGS = ("out", "figure")
+OUTPUT_ARGS = ("out", "figure", "csv", "plots", "update_readme")
 
 
 def check_args(args) -> None:

@@ -350,6 +350,8 @@ def _read_manifest(path: Path) -> dict:
     fx = manifest.get("feature_extractor")
     if not isinstance(fx, dict) or not isinstance(fx.get("dim"), int) or not isinstance(fx.get("name"), str):
         problems.append("feature_extractor needs a name and an integer dim")
+    elif fx.get("resolution") is not None and (not isinstance(fx["resolution"], int) or not 32 <= fx["resolution"] <= 1024):
+        problems.append(f"feature_extractor resolution {fx['resolution']!r} is not an integer in [32, 1024]")
     if not isinstance(manifest.get("method"), str):
         problems.append("method must be a name")
     if problems:

@@ -213,8 +213,12 @@ class ResultsStore:
         with self.engine.connect() as conn:
             out = [dict(r._mapping) for r in conn.execute(q)]
         for r in out:
-            r["metrics"] = json.loads(r["metrics_json"]) if r.get("metrics_json") else {}
-            r["config"] = json.loads(r["config_json"]) if r.get("config_json") else {}
+            try:
+                r["metrics"] = json.loads(r["metrics_json"]) if r.get("metrics_json") else {}
+                r["config"] = json.loads(r["config_json"]) if r.get("config_json") else {}
+            except (TypeError, ValueError) as exc:
+                raise ZSLError(f"results store {self.url!r}: row {r.get('id')} holds malformed JSON ({exc}); the store was "
+                               "edited or is damaged -- delete that row or use another --store") from None
         return out
 
     def count(self) -> int:
