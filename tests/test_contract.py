@@ -91,7 +91,7 @@ def test_fit_returns_self_and_sets_fitted_attributes(name, data):
 def test_save_load_round_trip(name, data, tmp_path):
     ds, *_ = data
     method = _fitted(name, data)
-    path = method.save(tmp_path / f"{name}.pkl")
+    path = method.save(tmp_path / f"{name}.npz")
     loaded = zsl.ZSLMethod.load(path)
     Xq = ds.X[ds.splits["test_unseen"][:20]]
     if zsl.get_method_class(name).tags.get("retrieval"):

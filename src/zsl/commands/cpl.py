@@ -35,10 +35,12 @@ def register(subparsers) -> None:
 
 
 def _cmd_cpl(args) -> int:
+    from .._registry import create_method
     from ..cli import parse_overrides
     from ..data import load_dataset, require_semantics
     from ..errors import ZSLError
 
+    create_method(f"cpl.{args.preset}", **parse_overrides(args.set))  # a bad --set or preset: one line, before any work
     ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
                            args.semantics, args.cache_dir)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
