@@ -22,7 +22,7 @@ RETRIEVAL = zsl.list_methods(retrieval=True)
 
 def _spec(name: str) -> str:
     cls = zsl.get_method_class(name)
-    return f"{name}.tiny" if "tiny" in cls.presets else name
+    return f"{name}.tiny" if "tiny" in cls.all_presets() else name
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_registered_with_tags_and_presets(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_init_stores_params_unchanged(name):
     cls = zsl.get_method_class(name)
-    preset = cls.presets["tiny" if "tiny" in cls.presets else "default"]
+    preset = cls.all_presets()["tiny" if "tiny" in cls.all_presets() else "default"]
     method = zsl.create_method(_spec(name))
     params = method.get_params()
     for k, v in preset.items():
@@ -146,7 +146,7 @@ def test_default_preset_equals_the_class_defaults(name):
 def test_presets_grids_and_spaces_name_only_real_parameters(name):
     cls = zsl.get_method_class(name)
     params = set(cls._get_param_names())
-    for preset, values in cls.presets.items():
+    for preset, values in cls.all_presets().items():
         assert set(values) <= params, f"preset {preset!r} names unknown parameters {set(values) - params}"
         zsl.create_method(f"{name}.{preset}")  # every preset passes the declared constraints
     assert set(cls.param_grid) <= params and set(cls.search_space) <= params
@@ -179,7 +179,7 @@ def test_grids_name_only_existing_presets():
         for dataset in [*grid["datasets"], None]:
             for spec in grid_methods(grid, dataset):
                 base, _, preset = spec.partition(".")
-                assert preset in zsl.get_method_class(base).presets, (grid_name, dataset, spec)
+                assert preset in zsl.get_method_class(base).all_presets(), (grid_name, dataset, spec)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -21,7 +21,8 @@ import torch.nn as nn
 import zsl
 from zsl import persist
 from zsl.errors import ZSLError
-from zsl.methods._torch_utils import FeaturePreprocessor, SoftmaxClassifier
+from zsl.methods.cvae_clusterable import SigmoidMap
+from zsl.preprocessing import FeaturePreprocessor
 from zsl.methods.cvae_clusterable import Encoder
 
 
@@ -70,7 +71,7 @@ def test_generic_module_graph_round_trips(tmp_path):
     torch.manual_seed(0)
     shared = nn.Linear(4, 4)
     net = nn.Sequential(nn.Linear(8, 4, bias=False), nn.BatchNorm1d(4), nn.LeakyReLU(0.1), shared, nn.ReLU(), shared,
-                        SoftmaxClassifier(4, 3)).eval()
+                        SigmoidMap(4, 3)).eval()
     net[1].running_mean += 0.5
     pre = FeaturePreprocessor(2).fit(np.random.default_rng(0).random((20, 5), dtype=np.float32))
     obj = {"net": net, "enc": Encoder(8, 3, 16, 2), "tuple": (1, 2.5, float("nan"), float("-inf"), np.float32(3.5), "s"),

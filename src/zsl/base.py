@@ -15,7 +15,11 @@ more likely; ``predict`` returns ``candidates[argmax]``. Hashing methods also im
 Class attributes a method declares:
     name          registry name (``create_method("name.preset")``)
     tags          family, supports_gzsl, retrieval, stochastic
-    presets       named constructor keywords; "default" is required
+    presets       named constructor keywords, by axis: ``presets`` holds "default" (required, = the
+                  class defaults) and budget/variant presets (``tiny``, ``quick``, ...);
+                  ``dataset_presets`` the values chosen on one dataset's validation classes (``flo``,
+                  ``awa1``; the protocol uses them on that dataset); ``ablations`` a paper's ablation
+                  rows. ``create_method("name.X")`` looks X up in all three (names are unique).
     param_grid    small grid searched on validation classes by the protocol (may be empty)
     search_space  Optuna space ``{param: ("float", lo, hi, log) | ("int", lo, hi) | ("categorical", [...])}``
     parameter_constraints  accepted values of every constructor parameter (:mod:`zsl.params`),
@@ -48,11 +52,18 @@ class ZSLMethod(BaseEstimator):
         "stochastic": False,
     }
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    dataset_presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}
     param_grid: ClassVar[dict[str, list]] = {}
     search_space: ClassVar[dict[str, tuple]] = {}
     parameter_constraints: ClassVar[dict[str, list]] = {}
     runtime_params: ClassVar[tuple[str, ...]] = ()
     gzsl_objective: ClassVar[str] = "H"
+
+    @classmethod
+    def all_presets(cls) -> dict[str, dict[str, Any]]:
+        """Every named preset of the three axes (presets, dataset presets, ablations)."""
+        return {**cls.presets, **cls.dataset_presets, **cls.ablations}
 
     # -- contract -------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):  # pragma: no cover - abstract

@@ -52,7 +52,7 @@ def _cmd_methods(args) -> int:
         tags = cls.tags
         doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         print(f"  {name:18s} {tags.get('family', ''):12s} gzsl={'yes' if tags.get('supports_gzsl') else 'no ':3s} "
-              f"presets: {', '.join(sorted(cls.presets))}   {doc[0] if doc else ''}")
+              f"presets: {', '.join(sorted(cls.all_presets()))}   {doc[0] if doc else ''}")
     return 0
 
 
@@ -97,26 +97,6 @@ def run_overrides(spec: str, items: list[str] | None, *, params_from_study: str 
     return overrides, provenance
 
 
-def check_protocol_is_meaningful(ds, spec: str, setting: str, selection: str, overrides: dict) -> None:
-    """Refuse runs whose number could only be nonsense: ZSL over one candidate class scores 1.0
-    whatever the method does, and so does ZSL model selection over one validation class."""
-    from ._registry import get_method_class
-    from .eval.protocol import param_grid
-
-    def names(ids):
-        return ", ".join(str(ds.class_names[int(c)]) for c in ids)
-
-    if setting == "zsl" and len(ds.unseen_classes) < 2:
-        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.unseen_classes)} unseen class ({names(ds.unseen_classes)}): ZSL top-1 "
-                       "over a single candidate is 1.0 whatever the method does. Use --setting gzsl (seen + unseen "
-                       "candidates), or a dataset with more classes (image folders hold out 2 from 5 classes on)")
-    if setting == "zsl" and selection == "val" and len(ds.val_classes) < 2 and \
-            len(param_grid(get_method_class(spec), overrides)) > 1:
-        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.val_classes)} validation class ({names(ds.val_classes)}): ZSL "
-                       "selection over a single candidate scores every setting 1.0. Pass --selection none (the preset as "
-                       "is), --set the parameters, or use --setting gzsl")
-
-
 def _cmd_run(args) -> int:
     from .data import load_dataset, require_semantics
     from .eval.protocol import run_method, save_run
@@ -125,7 +105,6 @@ def _cmd_run(args) -> int:
                                           study_storage=args.study_storage, cache_dir=args.cache_dir)
     ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
                            args.semantics, args.cache_dir)
-    check_protocol_is_meaningful(ds, args.method, args.setting, args.selection, overrides)
     result = run_method(
         args.method,
         ds,

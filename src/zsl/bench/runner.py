@@ -88,7 +88,7 @@ def _check_presets(grid: dict[str, Any]) -> None:
     """Every preset a grid names must be declared by some method (a typo would silently fall back)."""
     from .._registry import get_method_class, list_methods
 
-    declared = {p for name in list_methods() for p in get_method_class(name).presets}
+    declared = {p for name in list_methods() for p in get_method_class(name).all_presets()}
     named = [*grid["presets"], *(p for opts in grid["datasets"].values() for p in opts.get("presets", [])),
              *(opts["preset"] for opts in grid["method_options"].values() if "preset" in opts)]
     unknown = sorted(set(named) - declared)
@@ -117,7 +117,7 @@ def grid_methods(grid: dict[str, Any], dataset: str | None = None) -> list[str]:
             opts = grid["method_options"].get(base, {})
             ds_order = grid["datasets"].get(dataset, {}).get("presets", []) if dataset else []
             order = [opts["preset"]] if "preset" in opts else [*ds_order, *grid["presets"]]
-            preset = next((p for p in order if p in cls.presets), "default")
+            preset = next((p for p in order if p in cls.all_presets()), "default")
         specs.append(f"{base}.{preset}")
     return specs
 

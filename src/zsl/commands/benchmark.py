@@ -39,9 +39,9 @@ def check_filters(grid: dict, methods: list[str] | None, datasets: list[str] | N
         for name in methods:
             cls = get_method_class(name)  # an unknown method: the error lists every registered method
             preset = name.partition(".")[2]
-            if preset and preset not in cls.presets:
+            if preset and preset not in cls.all_presets():
                 raise ZSLError(f"--methods {name}: unknown preset {preset!r} for method {cls.name!r}; valid presets: "
-                               f"{', '.join(sorted(cls.presets))}")
+                               f"{', '.join(sorted(cls.all_presets()))}")
             if name.split(".", 1)[0] not in in_grid:
                 raise ZSLError(f"--methods {name}: not in grid {grid['name']!r}; its methods: {', '.join(in_grid)}")
     if datasets:

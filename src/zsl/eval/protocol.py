@@ -88,7 +88,7 @@ def resolve_spec(spec: str, dataset_name: str) -> str:
     """``name`` -> ``name.<dataset>`` when the method declares that dataset preset; explicit presets stay."""
     if "." in spec:
         return spec
-    return f"{spec}.{dataset_name}" if dataset_name in get_method_class(spec).presets else spec
+    return f"{spec}.{dataset_name}" if dataset_name in get_method_class(spec).dataset_presets else spec
 
 
 # -- fitting and reuse ---------------------------------------------------------------------------
@@ -119,15 +119,18 @@ class FitCache:
     A fit is reused only when everything that determines it is identical: the method class and
     its result-determining parameters (``get_params()`` minus ``runtime_params``; the seed is
     ``random_state``), the dataset fingerprint, the subset, and digests of the class embeddings
-    and the class list. ``max_entries`` bounds memory (least recently used go first); 0 turns
-    reuse off. A method with a parameter that is not plain data (a model object) is never reused.
+    and the class list. ``max_entries`` and ``max_bytes`` (the arrays and tensors a fitted method
+    holds) bound memory, least recently used first out; ``max_entries=0`` turns reuse off. A method
+    with a parameter that is not plain data (a model object) is never reused.
     """
 
-    def __init__(self, max_entries: int = 16):
-        if int(max_entries) < 0:
-            raise ZSLError(f"max_entries must be >= 0, got {max_entries}")
+    def __init__(self, max_entries: int = 64, max_bytes: int = 2 * 1024**3):
+        if int(max_entries) < 0 or int(max_bytes) < 0:
+            raise ZSLError(f"max_entries and max_bytes must be >= 0, got {max_entries}, {max_bytes}")
         self.max_entries = int(max_entries)
+        self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[str, FitRecord] = OrderedDict()
+        self._sizes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -150,9 +153,32 @@ class FitCache:
         record = fit_once(method, ds, subset, S, classes)
         if key is not None:
             self._entries[key] = record
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._sizes[key] = footprint(record.method)
+            while len(self._entries) > self.max_entries or (len(self._entries) > 1 and sum(self._sizes.values()) > self.max_bytes):
+                old, _ = self._entries.popitem(last=False)
+                self._sizes.pop(old)
         return record
+
+
+def footprint(obj, depth: int = 3) -> int:
+    """Bytes of the arrays and tensors an object holds (attributes, containers, modules; ``depth`` levels)."""
+    import torch
+
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, torch.nn.Module):
+        return sum(t.element_size() * t.nelement() for t in [*obj.parameters(), *obj.buffers()])
+    if depth == 0:
+        return 0
+    if isinstance(obj, dict):
+        return sum(footprint(v, depth - 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(footprint(v, depth - 1) for v in obj)
+    if hasattr(obj, "__dict__"):
+        return sum(footprint(v, depth - 1) for v in vars(obj).values())
+    return 0
 
 
 def fit_once(method, ds: ZSLDataset, subset: str, S: np.ndarray, classes: np.ndarray) -> FitRecord:
@@ -217,6 +243,21 @@ def param_grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- selection ----------------------------------------------------------------------------------
+def select_on_validation(spec: str, ds: ZSLDataset, *, setting: str = "zsl", semantics: str | None = None, seed: int = 0,
+                         overrides: dict[str, Any] | None = None, fit_cache: FitCache | None = None) -> dict[str, Any]:
+    """Only the selection step: the grid fitted on the train classes and scored on the validation classes.
+
+    Returns the run record's ``validation`` part (trials, best parameters, best score, objective,
+    gamma for GZSL). No test data is touched -- for choosing dataset presets and for tuning.
+    """
+    spec = resolve_spec(spec, ds.name)
+    overrides = dict(overrides or {})
+    S = ds.class_embeddings(semantics)
+    combos = param_grid(get_method_class(spec), overrides)
+    fits = fit_cache if fit_cache is not None else FitCache(max_entries=0)
+    return _select_on_validation(spec, ds, setting, S, seed, overrides, combos, fits, lambda m: None)[2]
+
+
 def _select_on_validation(spec, ds, setting, S, seed, overrides, combos, fits, log) -> tuple[dict, float | None, dict]:
     """Fit every combination on the train classes, keep the best on the validation classes."""
     objective = get_method_class(spec).gzsl_objective if setting == "gzsl" else "acc"
@@ -254,6 +295,24 @@ def _select_on_test(spec, ds, setting, S, seed, overrides, combos, fits) -> tupl
     return final_params, gamma, validation
 
 
+def check_protocol_is_meaningful(ds: ZSLDataset, spec: str, setting: str, selection: str, overrides: dict) -> None:
+    """Refuse runs whose number could only be nonsense: ZSL over one candidate class scores 1.0
+    whatever the method does, and so does ZSL model selection over one validation class."""
+
+    def names(ids):
+        return ", ".join(str(ds.class_names[int(c)]) for c in ids)
+
+    if setting == "zsl" and len(ds.unseen_classes) < 2:
+        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.unseen_classes)} unseen class ({names(ds.unseen_classes)}): ZSL top-1 "
+                       "over a single candidate is 1.0 whatever the method does. Use --setting gzsl (seen + unseen "
+                       "candidates), or a dataset with more classes (image folders hold out 2 from 5 classes on)")
+    if setting == "zsl" and selection == "val" and len(ds.val_classes) < 2 and \
+            len(param_grid(get_method_class(spec), overrides)) > 1:
+        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.val_classes)} validation class ({names(ds.val_classes)}): ZSL "
+                       "selection over a single candidate scores every setting 1.0. Pass --selection none (the preset as "
+                       "is), --set the parameters, or use --setting gzsl")
+
+
 def run_method(
     spec: str,
     dataset: ZSLDataset,
@@ -276,6 +335,7 @@ def run_method(
         raise ZSLError(f"method {cls.name!r} does not support the GZSL setting")
     spec = resolve_spec(spec, dataset.name)
     overrides = dict(overrides or {})
+    check_protocol_is_meaningful(dataset, spec, setting, selection, overrides)
     source = semantics or dataset.default_semantics
     S = dataset.class_embeddings(source)
     fits = fit_cache if fit_cache is not None else FitCache(max_entries=0)

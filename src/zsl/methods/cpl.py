@@ -169,16 +169,18 @@ class CPL(ZSLMethod):
     tags = {"family": "generative", "supports_gzsl": True, "retrieval": False, "stochastic": True}
     presets = {
         "default": {},
-        # CNN features (FLO): the values chosen on FLO's validation classes (benchmarks/results/cpl.md)
-        "flo": {},
-        # histogram features (AwA1): PCA-256 with one global scale, the sizes of earlier AwA1 work
-        "awa1": {"pca_dim": 256, "feature_scale": "std", "hidden": 1024, "epochs": 5, "batch_size": 64, "lr": 2e-3,
-                 "gan_hidden": 512, "gan_steps": 200, "gan_batch_size": 512, "gan_lr": 1e-4, "n_synth": 300},
         # the benchmark's --quick grid
         "quick": {"epochs": 10, "gan_steps": 400},
         "tiny": {"hidden": 64, "relation_hidden": 32, "fusion_dim": 16, "epochs": 15, "batch_size": 64, "lr": 3e-3,
                  "n_synth": 40, "gan_steps": 60, "gan_hidden": 64, "gan_critic_iters": 2, "gan_lr": 1e-3,
                  "gan_classifier_epochs": 5, "n_threads": 1},
+    }
+    dataset_presets = {
+        # CNN features (FLO): the values chosen on FLO's validation classes (benchmarks/results/cpl.md)
+        "flo": {},
+        # histogram features (AwA1): PCA-256 with one global scale, the sizes of earlier AwA1 work
+        "awa1": {"pca_dim": 256, "feature_scale": "std", "hidden": 1024, "epochs": 5, "batch_size": 64, "lr": 2e-3,
+                 "gan_hidden": 512, "gan_steps": 200, "gan_batch_size": 512, "gan_lr": 1e-4, "n_synth": 300},
     }
     param_grid = {}
     # the slides' grid (beta; lambda_1..3 = lambda_rec, lambda_cls, lambda_inter), searched by class-wise CV

@@ -162,6 +162,18 @@ class ClusterableCVAE(ZSLMethod):
     tags = {"family": "generative", "supports_gzsl": True, "retrieval": False, "stochastic": True}
     presets = {
         "default": {},
+        # the benchmark's --quick grid: fewer epochs of the default networks
+        "quick": {"epochs": 8, "finetune_epochs": 2},
+        "tiny": {"hidden": 128, "map_dim": 64, "gaussian_dim": 64, "epochs": 10, "finetune_epochs": 5, "batch_size": 64,
+                 "n_synth": 50, "clf_steps": 300, "noise_alpha": 0.2, "n_threads": 1},
+    }
+    ablations = {
+        # the paper's ablation rows (Fig. 4 / Table 4)
+        "na": {"use_mapping": False, "use_gaussian": False, "noise_alpha": 0.0},
+        "cls": {"use_mapping": True, "use_gaussian": False, "noise_alpha": 0.0},
+        "cls_gaussian": {"use_mapping": True, "use_gaussian": True, "noise_alpha": 0.0},
+    }
+    dataset_presets = {
         # CNN features (FLO): the values chosen on FLO's validation classes (benchmarks/results/generative.md)
         "flo": {},
         # histogram features (AwA1): ESZSL's RBF kernel map before a whitened PCA-500, the widths chosen
@@ -169,14 +181,6 @@ class ClusterableCVAE(ZSLMethod):
         "awa1": {"rbf_anchors": 3000, "pca_dim": 500, "feature_scale": "whiten", "embedding_norm": "sqrt_dim",
                  "condition_seen_span": False, "hidden": 256, "map_dim": 128, "gaussian_dim": 128, "epochs": 15,
                  "batch_size": 128, "noise_alpha": 1.0, "n_synth": 200, "clf_steps": 2000},
-        # the paper's ablation rows (Fig. 4 / Table 4)
-        "na": {"use_mapping": False, "use_gaussian": False, "noise_alpha": 0.0},
-        "cls": {"use_mapping": True, "use_gaussian": False, "noise_alpha": 0.0},
-        "cls_gaussian": {"use_mapping": True, "use_gaussian": True, "noise_alpha": 0.0},
-        # the benchmark's --quick grid: fewer epochs of the default networks
-        "quick": {"epochs": 8, "finetune_epochs": 2},
-        "tiny": {"hidden": 128, "map_dim": 64, "gaussian_dim": 64, "epochs": 10, "finetune_epochs": 5, "batch_size": 64,
-                 "n_synth": 50, "clf_steps": 300, "noise_alpha": 0.2, "n_threads": 1},
     }
     param_grid = {"noise_alpha": [0.0, 0.5, 1.0]}
     search_space = {

@@ -190,13 +190,6 @@ class FCLSWGAN(ZSLMethod):
     tags = {"family": "generative", "supports_gzsl": True, "retrieval": False, "stochastic": True}
     presets = {
         "default": {},
-        # CNN features (FLO): the values chosen on FLO's validation classes (benchmarks/results/generative.md)
-        "flo": {},
-        # the AwA1 histogram features: kernel-free whitened PCA-150 with sqrt(k)-scaled conditions
-        # (chosen on AwA1's validation classes in earlier work; benchmarks/results/generative.md)
-        "awa1": {"pca_dim": 150, "feature_scale": "whiten", "embedding_norm": "sqrt_dim", "condition_seen_span": False,
-                 "hidden": 512, "gan_steps": 660, "batch_size": 256, "lr": 1e-3, "cls_weight": 0.1, "n_synth": 500,
-                 "clf_steps": 2000, "clf_batch_size": 256},
         # the paper's sizes and schedule on FLO (80-97 epochs of batch 64): hours on a CPU, for parity runs
         "paper": {"hidden": 4096, "condition_seen_span": False, "gan_steps": 8500, "batch_size": 64, "lr": 1e-4,
                   "cls_weight": 0.1, "n_synth": 300, "clf_steps": 2500},
@@ -204,6 +197,15 @@ class FCLSWGAN(ZSLMethod):
         "quick": {"gan_steps": 400},
         "tiny": {"hidden": 64, "gan_steps": 150, "batch_size": 64, "lr": 1e-3, "critic_iters": 2, "n_synth": 50,
                  "clf_steps": 200, "classifier_epochs": 5, "n_threads": 1},
+    }
+    dataset_presets = {
+        # CNN features (FLO): the values chosen on FLO's validation classes (benchmarks/results/generative.md)
+        "flo": {},
+        # the AwA1 histogram features: kernel-free whitened PCA-150 with sqrt(k)-scaled conditions
+        # (chosen on AwA1's validation classes in earlier work; benchmarks/results/generative.md)
+        "awa1": {"pca_dim": 150, "feature_scale": "whiten", "embedding_norm": "sqrt_dim", "condition_seen_span": False,
+                 "hidden": 512, "gan_steps": 660, "batch_size": 256, "lr": 1e-3, "cls_weight": 0.1, "n_synth": 500,
+                 "clf_steps": 2000, "clf_batch_size": 256},
     }
     param_grid = {"cls_weight": [0.01, 0.1]}
     search_space = {
