@@ -1,9 +1,11 @@
 """Tables and charts from the results store: the papers' tables, mean +- std over seeds.
 
 * ZSL table: one row per method, one column per dataset/split, per-class top-1 (%).
-* GZSL table: U / S / H (%) per dataset/split, H = 2US/(U+S) with gamma calibrated on validation.
+* GZSL table: per dataset/split, U / S / H (%) of the raw scores -- the number the papers report,
+  H = 2US/(U+S) -- and H with calibrated stacking (gamma chosen on validation classes), side by side.
 * Each cell is ``mean +- std (n seeds)``; a published number (``anchors.toml``) is shown beside it
-  as ``[pub 58.2^r]`` with a footnote giving the source and the features the paper used.
+  as ``[pub 58.2^r]`` with a footnote giving the source and the features the paper used; published
+  GZSL numbers are uncalibrated, so they sit beside the uncalibrated columns (like with like).
 * Errored cells show ``error`` (the message is in the store); cells not run show ``-``.
 Outputs: markdown (printed / README), CSV (long format, one line per method x dataset x metric),
 PNG bar charts (one per dataset/split, error bars = std over seeds).
@@ -21,7 +23,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-METRICS = {"zsl": ("acc",), "gzsl": ("U", "S", "H")}
+METRICS = {"zsl": ("acc",), "gzsl": ("U_uncalibrated", "S_uncalibrated", "H_uncalibrated", "U", "S", "H")}
+# GZSL columns of the table: (metric in the store, header, the anchor's key or None)
+GZSL_COLUMNS = (("U_uncalibrated", "U", "U"), ("S_uncalibrated", "S", "S"), ("H_uncalibrated", "H", "H"),
+                ("H", "H cal.", None))
 README_START = "<!-- zsl-report:start -->"
 README_END = "<!-- zsl-report:end -->"
 
@@ -53,7 +58,7 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 
 def _columns(agg) -> list[tuple[str, str]]:
-    order = {"awa1": 0, "cifar10": 1, "synthetic": 9}
+    order = {"flo": 0, "awa1": 1, "cifar10": 2, "synthetic": 9}
     cols = sorted({(k[1], k[2]) for k in agg}, key=lambda c: (order.get(c[0], 5), c[0], c[1]))
     return cols
 
@@ -109,15 +114,17 @@ def markdown(rows: list[dict[str, Any]], *, anchors: list[dict] | None = None, t
         parts.append("")
     gcols = [c for c in cols if any((m, *c, "gzsl") in agg for m in methods)]
     if gcols:
-        parts.append(f"**GZSL: U / S / H (%), calibrated stacking with gamma chosen on validation classes**{title_suffix}\n")
-        parts.append("| method | " + " | ".join(f"{d}/{s} {x}" for d, s in gcols for x in ("U", "S", "H")) + " |")
-        parts.append("|---|" + "---|" * (3 * len(gcols)))
+        parts.append(f"**GZSL (%): U / S / H of the raw scores (the papers' number) and H with calibrated stacking "
+                     f"(gamma chosen on validation classes)**{title_suffix}\n")
+        parts.append("| method | " + " | ".join(f"{d}/{s} {head}" for d, s in gcols for _, head, _ in GZSL_COLUMNS) + " |")
+        parts.append("|---|" + "---|" * (len(GZSL_COLUMNS) * len(gcols)))
         for m in methods:
             cells = []
             for d, s in gcols:
                 key = (m, d, s, "gzsl")
-                for x in ("U", "S", "H"):
-                    cells.append(_cell(agg.get(key), x) + (anchors_.mark(key, x) if key in agg else ""))
+                for metric, _, anchor in GZSL_COLUMNS:
+                    mark = anchors_.mark(key, anchor) if key in agg and anchor else ""
+                    cells.append(_cell(agg.get(key), metric) + mark)
             parts.append(f"| {m} | " + " | ".join(cells) + " |")
         parts.append("")
     parts.append(("Mean ± std over " + f"{n_seeds} seeds. " if n_seeds > 1 else "One seed. ")
@@ -153,8 +160,9 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         a = anchors.get(key, {})
         for metric in METRICS[key[3]]:
             mean, std, n = entry["stats"].get(metric, (float("nan"), float("nan"), 0))
-            w.writerow([*key, metric, f"{mean:.4f}", f"{std:.4f}", n, a.get(metric, ""),
-                        a.get("source", "") if metric in a else "", len(entry["errors"])])
+            anchor = metric.removesuffix("_uncalibrated") if metric.endswith("_uncalibrated") or key[3] == "zsl" else None
+            w.writerow([*key, metric, f"{mean:.4f}", f"{std:.4f}", n, a.get(anchor, "") if anchor else "",
+                        a.get("source", "") if anchor in a else "", len(entry["errors"])])
     return buf.getvalue()
 
 
@@ -177,11 +185,12 @@ def plot_bars(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     for d, s in _columns(agg):
         methods = sorted({k[0] for k in agg if k[1:3] == (d, s)})
         fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.2 * len(methods) + 2) * 1.6, 3.6))
-        for ax, (setting, metric, label) in zip(axes, (("zsl", "acc", "ZSL top-1 (%)"), ("gzsl", "H", "GZSL H (%)"))):
+        for ax, (setting, metric, label) in zip(axes, (("zsl", "acc", "ZSL top-1 (%)"),
+                                                       ("gzsl", "H_uncalibrated", "GZSL H, uncalibrated (%)"))):
             vals = [agg.get((m, d, s, setting), {"stats": {}})["stats"].get(metric, (np.nan, 0, 0)) for m in methods]
             x = np.arange(len(methods))
             ax.bar(x, [v[0] for v in vals], yerr=[v[1] for v in vals], capsize=3, color="#4c72b0", label="this run")
-            pub = [anchors.get((m, d, s, setting), {}).get(metric, np.nan) for m in methods]
+            pub = [anchors.get((m, d, s, setting), {}).get(metric.removesuffix("_uncalibrated"), np.nan) for m in methods]
             if np.isfinite(pub).any():
                 ax.scatter(x, pub, marker="_", s=400, color="#c44e52", zorder=3, label="published")
                 ax.legend(fontsize=8)
