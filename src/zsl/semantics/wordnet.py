@@ -165,8 +165,6 @@ class NounDatabase:
     """
 
     def __init__(self, folder=None):
-        import numpy as np
-
         folder = Path(folder) if folder is not None else wordnet_source_dir()
         missing = [f for f in ("data.noun", "index.noun") if not (folder / f).is_file()]
         if missing:
@@ -211,7 +209,6 @@ class NounDatabase:
                     self.exceptions.setdefault(f[0], []).extend(f[1:])
         self._closure = None
         self._n = len(self.wnids)
-        self._np = np
 
     def __len__(self) -> int:
         return self._n
@@ -281,9 +278,9 @@ class NounDatabase:
         """(N, N) scipy CSR boolean matrix A: A[i, j] = 1 when synset j is synset i or one of its
         hypernym/instance-hypernym ancestors (transitive closure over all inheritance paths)."""
         if self._closure is None:
+            import numpy as np
             import scipy.sparse as sp
 
-            np = self._np
             child = np.repeat(np.arange(self._n), [len(p) for p in self.parents])
             parent = np.fromiter((p for ps in self.parents for p in ps), np.int64, len(child))
             P = sp.csr_matrix((np.ones(len(child), np.float32), (child, parent)), shape=(self._n, self._n))
@@ -299,7 +296,9 @@ class NounDatabase:
 
     def descendant_counts(self):
         """(N,) number of synsets under each synset, itself included (distinct, over all paths)."""
-        return self._np.asarray(self.ancestor_matrix().sum(0)).ravel()
+        import numpy as np
+
+        return np.asarray(self.ancestor_matrix().sum(0)).ravel()
 
     def ancestors(self, wnid_: str) -> list[str]:
         """The synset and all its ancestors (wnids)."""
