@@ -6,7 +6,15 @@ import pytest
 
 import zsl
 from zsl.eval.hierarchy import HypernymGraph, correct_set, flat_hit_at_k, hierarchical_precision_at_k, imagenet_hop_sets
-from zsl.methods.conse import ConSE, average_synonyms, convex_combination, cosine_scores, softmax, top_t_weights
+from zsl.methods.conse import (
+    ConSE,
+    average_synonyms,
+    best_over_synonyms,
+    convex_combination,
+    cosine_scores,
+    softmax,
+    top_t_weights,
+)
 from zsl.semantics import wordnet
 
 
@@ -33,6 +41,14 @@ def test_average_synonyms_skips_words_without_vectors():
     V = np.array([[1, 0], [3, 2], [0, 0], [0, 0]], np.float32)
     E = average_synonyms(V, np.array([0, 0, 1, 2]), 3)
     np.testing.assert_allclose(E, [[2, 1], [0, 0], [0, 0]])
+
+
+def test_best_over_synonyms_takes_each_labels_best_entry():
+    scores = np.array([[0.1, 0.9, 0.3, 0.2], [0.5, 0.4, -0.2, 0.8]], np.float32)
+    owner = np.array([1, 0, 1, 0])  # entries of a label need not be contiguous
+    out = best_over_synonyms(scores, owner, 3)
+    np.testing.assert_allclose(out[:, :2], [[0.9, 0.3], [0.8, 0.5]])
+    assert np.isneginf(out[:, 2]).all()  # a label without entries can never be ranked first
 
 
 def test_softmax_is_stable():
@@ -133,6 +149,71 @@ def test_hierarchical_precision_grows_the_correct_set_ring_by_ring(tmp_path):
     assert hierarchical_precision_at_k(ranked, true, 2, valid, g) == pytest.approx((1 / 2 + 0) / 2)
     assert flat_hit_at_k(ranked, true, 2) == 0.0
     assert flat_hit_at_k(ranked, true, 3) == 1.0
+
+
+def test_merged_labels_count_once_and_match_any_of_their_ids(tmp_path):
+    g = _data_noun(tmp_path)
+    valid = {"n00000003", "n00000004", "n00000005", "n00000007"}
+    ranked = [[("n00000007", "n00000005"), "n00000004"]]  # a label merging hammer and puppy, then cat
+    assert flat_hit_at_k(ranked, ["n00000005"], 1) == 1.0
+    assert hierarchical_precision_at_k(ranked, ["n00000003"], 2, valid, g) == pytest.approx(1 / 2)
+
+
+# -- the noun database and the hierarchy label space on a hand-made WordNet ---------------------------
+def _toy_wordnet(tmp_path):
+    """entity <- animal <- {dog, cat}; dog <- puppy; entity <- tool <- hammer; 'dog' also names a tool
+    sense (rarer); 'puppies' only through the -ies detachment rule."""
+    rows = {
+        "00000001": (["entity"], []), "00000002": (["animal", "beast"], ["00000001"]),
+        "00000003": (["dog", "domestic_dog"], ["00000002"]), "00000004": (["cat"], ["00000002"]),
+        "00000005": (["puppy"], ["00000003"]), "00000006": (["tool"], ["00000001"]),
+        "00000007": (["hammer"], ["00000006"]), "00000008": (["dog"], ["00000006"]),
+    }
+    data, index = ["  1 licence header\n"], {}
+    for off, (words, hypers) in rows.items():
+        ptrs = " ".join(f"@ {h} n 0000" for h in hypers)
+        data.append(f"{off} 03 n {len(words):02x} " + " ".join(f"{w} 0" for w in words)
+                    + f" {len(hypers):03d} {ptrs} | the gloss of {words[0]}\n")
+        for w in words:
+            index.setdefault(w.lower(), []).append(off)
+    (tmp_path / "data.noun").write_text("".join(data))
+    (tmp_path / "index.noun").write_text("  1 licence header\n" + "".join(
+        f"{w} n {len(offs)} 1 @ {len(offs)} 0 {' '.join(offs)}\n" for w, offs in sorted(index.items())))
+    (tmp_path / "noun.exc").write_text("")
+    return wordnet.NounDatabase(tmp_path)
+
+
+def test_noun_database_senses_closure_and_resolution(tmp_path):
+    db = _toy_wordnet(tmp_path)
+    assert len(db) == 8 and db.lemmas[db.row["n00000003"]] == ["dog", "domestic dog"]
+    assert db.glosses[db.row["n00000007"]] == "the gloss of hammer"
+    assert db.noun_senses("Dogs") == ["n00000003", "n00000008"]  # plural, most frequent sense first
+    assert db.noun_senses("puppies") == ["n00000005"]
+    assert db.resolve("dog") == ("n00000003", "exact")
+    assert db.resolve("dog", prefer={"n00000008"}) == ("n00000008", "exact")  # a preferred (picturable) sense wins
+    assert db.resolve("big hairy domestic dog") == ("n00000003", "head")
+    assert db.resolve("hammer of thor") == (None, "unknown")  # no back-off across "of"
+    assert sorted(db.ancestors("n00000005")) == ["n00000001", "n00000002", "n00000003", "n00000005"]
+    assert db.is_under("n00000005", "n00000002") and not db.is_under("n00000004", "n00000003")
+    np.testing.assert_array_equal(db.descendant_counts()[[0, 1, 2]], [8, 4, 2])
+
+
+def test_hierarchy_vectors_share_information_content(tmp_path):
+    from zsl.semantics.label_spaces import hierarchy_rows, information_content
+
+    db = _toy_wordnet(tmp_path)
+    ic = information_content(db)
+    np.testing.assert_allclose(ic[:3], np.log(8 / np.array([8, 4, 2])))  # entity carries none
+    H = hierarchy_rows(db, ["n00000005", "n00000004", "n00000007", None]).toarray()
+    cos = H @ H.T
+    # puppy ~ cat: they share animal (and entity, IC 0)
+    A_p, A_c = ic[[0, 1, 2, 4]].sum(), ic[[0, 1, 3]].sum()
+    np.testing.assert_allclose(cos[0, 1], ic[1] / np.sqrt(A_p * A_c), rtol=1e-5)
+    np.testing.assert_allclose(cos[0, 2], 0.0, atol=1e-7)  # puppy ~ hammer share only entity
+    np.testing.assert_allclose(np.linalg.norm(H[:3], axis=1), 1.0, rtol=1e-5)
+    assert not H[3].any()  # unresolved: no row (the label space fills it through the text fallback)
+    U = hierarchy_rows(db, ["n00000005", "n00000004"], weighting="uniform").toarray()
+    np.testing.assert_allclose(U[0] @ U[1], 2 / np.sqrt(4 * 3), rtol=1e-5)  # |shared| / sqrt(|A||B|)
 
 
 # -- WordNet 3.0 through nltk (needs Debian's wordnet-base) ------------------------------------------

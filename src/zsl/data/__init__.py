@@ -100,13 +100,21 @@ def require_semantics(ds: ZSLDataset, source: str | None, cache_dir=None) -> ZSL
 
     VGSE embeddings (``vgse``, ``vgse-lstsq``, ``vgse-cosine``) come from a ``zsl vgse fit`` stored in
     the cache: they are attached when a command asks for them by name, never at load time, so what
-    a run sees never depends on what happens to be cached. Any other missing source is an error
-    listing the available ones.
+    a run sees never depends on what happens to be cached. Label spaces of class names
+    (``minilm-gloss``, ``wordnet``, ``wordnet+minilm``, ...; :mod:`zsl.semantics.label_spaces`) are
+    computed from the class names when asked for. Any other missing source is an error listing the
+    available ones.
     """
     if source and source.startswith("vgse") and source not in ds.embeddings:
         from ..semantics.vgse import attach_vgse
 
         attach_vgse(ds, cache_dir)
+    from ..semantics import LABEL_SPACE_SOURCES
+
+    if source and source not in ds.embeddings and source in LABEL_SPACE_SOURCES:
+        from ..semantics import class_embeddings
+
+        ds.embeddings[source] = class_embeddings(list(ds.class_names), source, cache_dir=cache_dir)[0]
     if source:
         ds.class_embeddings(source)
     return ds

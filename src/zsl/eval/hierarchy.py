@@ -13,7 +13,9 @@
   it holds at least k labels; precision@k is |top-k predictions intersect correct set| / k. With
   R = 0 alone this would be the flat hit@k divided by k; flat hit@k is reported beside it.
 
-Shapes: ``ranked`` (n, K) label ids (wnids) best first, ``true`` (n,) wnids.
+Shapes: ``ranked`` (n, K) labels best first, each a wnid or a collection of wnids (a label that
+merges several synsets with one name, as ``zsl label`` does; it counts once, as correct when any of
+its ids is), ``true`` (n,) wnids.
 """
 from __future__ import annotations
 
@@ -106,7 +108,11 @@ def correct_set(true_wnid: str, k: int, valid: set[str], graph: HypernymGraph | 
     return out
 
 
-def hierarchical_precision_at_k(ranked: Sequence[Sequence[str]], true: Sequence[str], k: int,
+def _ids(label) -> tuple[str, ...]:
+    return (label,) if isinstance(label, str) else tuple(label)
+
+
+def hierarchical_precision_at_k(ranked: Sequence[Sequence], true: Sequence[str], k: int,
                                 valid: Iterable[str], graph: HypernymGraph | None = None) -> float:
     """Mean over images of |top-k intersect hCorrectSet(true, k)| / k (Frome et al. 2013)."""
     graph = graph or wordnet_graph()
@@ -116,10 +122,10 @@ def hierarchical_precision_at_k(ranked: Sequence[Sequence[str]], true: Sequence[
     for row, t in zip(ranked, true):
         if t not in cache:
             cache[t] = correct_set(t, k, valid, graph)
-        vals.append(len(set(list(row)[:k]) & cache[t]) / k)
+        vals.append(sum(any(i in cache[t] for i in _ids(label)) for label in list(row)[:k]) / k)
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def flat_hit_at_k(ranked: Sequence[Sequence[str]], true: Sequence[str], k: int) -> float:
+def flat_hit_at_k(ranked: Sequence[Sequence], true: Sequence[str], k: int) -> float:
     """Fraction of images whose true label is among the first k ranked labels."""
-    return float(np.mean([t in list(row)[:k] for row, t in zip(ranked, true)])) if len(true) else float("nan")
+    return float(np.mean([any(t in _ids(label) for label in list(row)[:k]) for row, t in zip(ranked, true)])) if len(true) else float("nan")
