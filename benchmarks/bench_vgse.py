@@ -67,9 +67,7 @@ def _done(jsonl: Path, key_fields) -> set:
 
 def ablate(args) -> int:
     import zsl
-    from zsl.commands.vgse import validation_scorer
-    from zsl.eval.protocol import make_method, param_grid, score_split
-    from zsl._registry import get_method_class
+    from zsl.commands.vgse import validation_scores
     from zsl.semantics.relation import RELATIONS
     from zsl.semantics.vgse import embedding_matrix, fit_stage, load_patch_bank, word_vectors
 
@@ -79,17 +77,6 @@ def ablate(args) -> int:
     keys = ("ablation", "value", "seed")
     done = _done(jsonl, keys)
     bank = load_patch_bank(ds, ds.seen_classes, base, progress=not args.quiet)
-    zsl_score = validation_scorer(ds)
-    combos = param_grid(get_method_class("eszsl.linear"), {})
-
-    def gzsl_val_h(S_val):  # calibrated validation H of the same linear ESZSL grid (best)
-        best = -1.0
-        for p in combos:
-            m = make_method("eszsl.linear", p, 0)
-            m.fit(*ds.subset("train"), S_val, ds.train_classes)
-            best = max(best, score_split(m, ds, "gzsl", stage="val")["H"])
-        return best
-
     field = ABLATIONS[args.grid_name]
     for raw in args.values:
         value = raw if field == "word_vectors" else (float(raw) if "lambda" in field else int(raw))
@@ -107,40 +94,66 @@ def ablate(args) -> int:
                 for a in alphas:
                     S_val, _ = embedding_matrix(ds.n_classes, ds.train_classes, model.class_embeddings_, W, rel, a or 0.0)
                     name = f"qp{a:g}" if rel == "qp" else rel
-                    scores[name] = {"zsl": zsl_score(S_val), "H": gzsl_val_h(S_val)}
+                    scores[name] = {spec: validation_scores(ds, S_val, spec) for spec in args.scorers}
             row = {"ablation": args.grid_name, "value": value, "seed": seed, "config": cfg.__dict__,
                    "scores": scores, "final_epoch": model.history_[-1], "clusters_used": model.clusters_used_,
                    "fit_cpu_seconds": fit_cpu, "fit_wall_seconds": fit_wall, "load": _loadavg()}
             with open(jsonl, "a") as fh:
                 fh.write(json.dumps(row, default=str) + "\n")
-            best = max(scores.items(), key=lambda kv: kv[1]["zsl"])
-            print(f"{args.grid_name}={value} seed={seed}: best {best[0]} ZSL {best[1]['zsl']:.3f} H {best[1]['H']:.3f}; "
-                  f"qp0 {scores['qp0']['zsl']:.3f}; fit {fit_cpu:.0f} CPU s", flush=True)
+            main_scorer = args.scorers[0]
+            best = max(scores.items(), key=lambda kv: kv[1][main_scorer]["zsl"])
+            print(f"{args.grid_name}={value} seed={seed}: best {best[0]} {main_scorer} ZSL {best[1][main_scorer]['zsl']:.3f} "
+                  f"H {best[1][main_scorer]['H']:.3f}; all {json.dumps(scores)}; fit {fit_cpu:.0f} CPU s", flush=True)
     print(ablation_table(jsonl))
     return 0
 
 
 def ablation_table(jsonl: Path) -> str:
+    """Per ablation value (mean over seeds): validation ZSL T1 of every relation for each scorer; the
+    QP alpha ``zsl vgse fit`` would take (best ESZSL selection score) with its ZSL T1 and calibrated H
+    for each scorer; and the selection score (mean over scorers of (ZSL T1 + H) / 2 at that alpha),
+    by which D_v and the loss weights are chosen."""
+    from zsl.commands.vgse import selection_score
+
     rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
-    cols = None
     groups: dict = defaultdict(list)
     for r in rows:
         groups[(r["ablation"], json.dumps(r["value"]))].append(r)
-        cols = cols or list(r["scores"])
-    lines = ["| ablation | value | seeds | " + " | ".join(f"{c} ZSL" for c in cols) + " | best-alpha H | clusters used | fit CPU s |",
-             "|" + "---|" * (len(cols) + 6)]
+    rels = list(rows[0]["scores"])
+    scorers = list(rows[0]["scores"][rels[0]])
+    head = "| ablation | value | D_v | seeds | " + " | ".join(f"{sc} ZSL {rel}" for sc in scorers for rel in rels)
+    head += " | chosen alpha | " + " | ".join(f"{sc} ZSL / H at it" for sc in scorers) + " | **selection score** | clusters used | fit CPU s |"
+    lines = [head, "|" + "---|" * (4 + len(scorers) * (len(rels) + 1) + 4)]
+    mean = lambda v: f"{np.mean(v):.1f}" + (f" ± {np.std(v):.1f}" if len(v) > 1 else "")  # noqa: E731
     for (abl, val), rs in groups.items():
-        cells = []
-        for c in cols:
-            v = [100 * r["scores"][c]["zsl"] for r in rs]
-            cells.append(f"{np.mean(v):.1f}" + (f" ± {np.std(v):.1f}" if len(v) > 1 else ""))
-        qp = [c for c in cols if c.startswith("qp")]
-        best_qp = max(qp, key=lambda c: np.mean([r["scores"][c]["zsl"] for r in rs]))
-        h = [100 * r["scores"][best_qp]["H"] for r in rs]
-        lines.append(f"| {abl} | {json.loads(val)} | {len(rs)} | " + " | ".join(cells)
-                     + f" | {best_qp}: {np.mean(h):.1f} | {np.mean([r['clusters_used'] for r in rs]):.0f} | "
-                       f"{np.mean([r['fit_cpu_seconds'] for r in rs]):.0f} |")
+        cells = [mean([100 * r["scores"][rel][sc]["zsl"] for r in rs]) for sc in scorers for rel in rels]
+        qp = [rel for rel in rels if rel.startswith("qp")]
+        chosen = max(qp, key=lambda rel: np.mean([selection_score(r["scores"][rel][scorers[0]]) for r in rs]))
+        cells.append(chosen)
+        for sc in scorers:
+            cells.append(mean([100 * r["scores"][chosen][sc]["zsl"] for r in rs]) + " / "
+                         + mean([100 * r["scores"][chosen][sc]["H"] for r in rs]))
+        sel = np.mean([selection_score(r["scores"][chosen][sc]) for r in rs for sc in scorers])
+        lines.append(f"| {abl} | {json.loads(val)} | {rs[0]['config']['n_clusters']} | {len(rs)} | " + " | ".join(cells) + f" | **{100 * sel:.1f}**"
+                     + f" | {np.mean([r['clusters_used'] for r in rs]):.0f} | {np.mean([r['fit_cpu_seconds'] for r in rs]):.0f} |")
     return "\n".join(lines)
+
+
+def references(args) -> int:
+    """The same validation scores for the fixed sources (class-name vectors, FLO's att)."""
+    import zsl
+    from zsl.commands.vgse import validation_scores
+
+    ds = zsl.load_dataset(args.dataset)
+    print("| source | " + " | ".join(f"{sc} val ZSL T1 | {sc} val H | {sc} val H uncal." for sc in args.scorers) + " |")
+    print("|" + "---|" * (1 + 3 * len(args.scorers)))
+    for src in args.semantics:
+        cells = []
+        for sc in args.scorers:
+            v = validation_scores(ds, ds.class_embeddings(src), sc)
+            cells += [f"{100 * v['zsl']:.1f}", f"{100 * v['H']:.1f}", f"{100 * v['H_uncalibrated']:.1f}"]
+        print(f"| {src} | " + " | ".join(cells) + " |", flush=True)
+    return 0
 
 
 def compare(args) -> int:
@@ -277,6 +290,7 @@ def main(argv=None) -> int:
     a.add_argument("--grid-name", choices=sorted(ABLATIONS), required=True)
     a.add_argument("--values", nargs="+", required=True)
     a.add_argument("--seeds", nargs="+", type=int, default=[0])
+    a.add_argument("--scorers", nargs="+", default=["eszsl", "sae"], help="methods (default presets) scoring each matrix")
     a.add_argument("--base", default=None, help="JSON of VGSEConfig fields the ablation starts from")
     a.add_argument("--jsonl", required=True)
     a.add_argument("--quiet", action="store_true")
@@ -295,6 +309,11 @@ def main(argv=None) -> int:
     t.add_argument("--jsonl", required=True)
     t.add_argument("--kind", choices=("ablate", "compare"), default="compare")
     t.set_defaults(func=lambda a: print(ablation_table(Path(a.jsonl)) if a.kind == "ablate" else compare_table(Path(a.jsonl))) or 0)
+    r = sub.add_parser("references", help="validation scores of the fixed sources, as the ablation scores VGSE")
+    r.add_argument("--dataset", default="flo")
+    r.add_argument("--semantics", nargs="+", default=["glove", "minilm", "attributes"])
+    r.add_argument("--scorers", nargs="+", default=["eszsl", "sae"])
+    r.set_defaults(func=references)
     s = sub.add_parser("speed")
     s.add_argument("--dataset", default="flo")
     s.add_argument("--n", type=int, default=64)

@@ -5,7 +5,7 @@
 
 ``fit`` trains the selection model (train classes' photos) and the final model (all seen classes'
 photos), chooses the QP relation's alpha on the validation classes (ESZSL's validation score of the
-selection model's embeddings, unless ``--alpha`` fixes it) and stores both stages under
+selection model's embeddings (RBF ESZSL, default preset), unless ``--alpha`` fixes it) and stores both stages under
 ``<cache>/vgse/fit/<dataset>-<split>/``; afterwards every method takes ``--semantics vgse`` (QP
 relation), ``vgse-lstsq`` or ``vgse-cosine`` on that dataset and split, and tunes with the
 validation-stage matrix. Defaults (D_v, loss weights, epochs) are the ones chosen on FLO's
@@ -18,28 +18,41 @@ import sys
 
 import numpy as np
 
-SCORER_METHOD = "eszsl.linear"
+SCORER_METHOD = "eszsl"
 
 
-def validation_scorer(dataset, method: str = SCORER_METHOD, setting: str = "zsl", seed: int = 0):
-    """``score(S_val) -> float``: the protocol's validation score of ``method`` with class embeddings
-    ``S_val`` (best over the method's grid; fit on the train classes, scored on the validation
-    classes). Choice: linear ESZSL, whose whole grid costs ~2 CPU s on FLO against ~10 for the RBF
-    default, so alpha and the ablations can be scored many times; it measures how well a linear map
-    from image features reaches the embedding, which is what every downstream method relies on.
+def validation_scores(dataset, S_val: np.ndarray, method: str = SCORER_METHOD, seed: int = 0) -> dict[str, float]:
+    """One fit of ``method`` (its default preset) on the train classes with class embeddings ``S_val``,
+    scored on the validation classes: ZSL per-class top-1 and GZSL H (calibrated on the same split,
+    and uncalibrated). Uses the protocol's own fitting and scoring code; test data is never read."""
+    from ..eval.protocol import make_method, score_split
+
+    m = make_method(method, {}, seed)
+    m.fit(*dataset.subset("train"), S_val, dataset.train_classes)
+    g = score_split(m, dataset, "gzsl", stage="val")
+    return {"zsl": float(score_split(m, dataset, "zsl", stage="val")["acc"]), "H": float(g["H"]),
+            "H_uncalibrated": float(g["H_uncalibrated"])}
+
+
+def selection_score(scores: dict[str, float]) -> float:
+    """The number VGSE's choices maximise: the mean of validation ZSL top-1 and calibrated GZSL H
+    (the protocol's two objectives; the table reports both settings, so neither is sacrificed)."""
+    return 0.5 * (scores["zsl"] + scores["H"])
+
+
+def validation_scorer(dataset, method: str = SCORER_METHOD, seed: int = 0):
+    """``score(S_val) -> float``: :func:`selection_score` of ``method`` (default preset, one fit) with
+    the validation-stage class embeddings ``S_val``: the criterion ``zsl vgse fit`` uses for alpha.
+
+    Choices, from FLO's validation classes (``benchmarks/results/vgse.md``): the RBF ESZSL default,
+    not linear ESZSL -- on the same VGSE space linear ESZSL scores 7% (chance 5%) where RBF ESZSL
+    and SAE score 56-60%, so a linear scorer would choose at random; the preset's parameters rather
+    than its grid -- one fit (~1 CPU s on FLO) per candidate, so alpha and the ablations can be
+    scored many times.
     """
-    from .._registry import get_method_class
-    from ..eval.protocol import make_method, objective_value, param_grid, score_split
-
-    combos = param_grid(get_method_class(method), {})
 
     def score(S_val: np.ndarray) -> float:
-        best = -1.0
-        for params in combos:
-            m = make_method(method, params, seed)
-            m.fit(*dataset.subset("train"), S_val, dataset.train_classes)
-            best = max(best, objective_value(score_split(m, dataset, setting, stage="val"), setting))
-        return float(best)
+        return selection_score(validation_scores(dataset, S_val, method, seed))
 
     return score
 

@@ -307,7 +307,7 @@ class VGSEConfig:
     resolution: int = 64
     images_per_class: int | None = None  # None = every trainval photo of the class
     word_vectors: str = "glove"
-    n_clusters: int = 64
+    n_clusters: int = 32  # D_v: chosen on FLO's validation classes among 16..256 (benchmarks/results/vgse.md)
     hidden: int = 512
     lambda_sem: float = 1.0
     lambda_bal: float = 1.0
