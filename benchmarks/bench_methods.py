@@ -70,7 +70,7 @@ class RidgeBaseline:
 
 
 def preset_for(name: str, dataset: str) -> str:
-    return f"{name}.{dataset}" if dataset in get_method_class(name).presets else f"{name}.default"
+    return f"{name}.{dataset}" if dataset in get_method_class(name).dataset_presets else f"{name}.default"
 
 
 def fit_method(spec, X, y, S, seen):

@@ -22,7 +22,7 @@ RETRIEVAL = zsl.list_methods(retrieval=True)
 
 def _spec(name: str) -> str:
     cls = zsl.get_method_class(name)
-    return f"{name}.tiny" if "tiny" in cls.presets else name
+    return f"{name}.tiny" if "tiny" in cls.all_presets() else name
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_registered_with_tags_and_presets(name):
 @pytest.mark.parametrize("name", METHODS)
 def test_init_stores_params_unchanged(name):
     cls = zsl.get_method_class(name)
-    preset = cls.presets["tiny" if "tiny" in cls.presets else "default"]
+    preset = cls.all_presets()["tiny" if "tiny" in cls.all_presets() else "default"]
     method = zsl.create_method(_spec(name))
     params = method.get_params()
     for k, v in preset.items():
@@ -91,7 +91,7 @@ def test_fit_returns_self_and_sets_fitted_attributes(name, data):
 def test_save_load_round_trip(name, data, tmp_path):
     ds, *_ = data
     method = _fitted(name, data)
-    path = method.save(tmp_path / f"{name}.pkl")
+    path = method.save(tmp_path / f"{name}.npz")
     loaded = zsl.ZSLMethod.load(path)
     Xq = ds.X[ds.splits["test_unseen"][:20]]
     if zsl.get_method_class(name).tags.get("retrieval"):
@@ -114,6 +114,85 @@ def test_same_seed_same_result(name, data):
         m.fit(Xtr, ytr, S, ds.seen_classes)
         outs.append(m.encode(Xq) if m.tags.get("retrieval") else m.decision_function(Xq, ds.unseen_classes))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_fit_does_not_mutate_inputs_and_accepts_read_only_arrays(name, data):
+    ds, Xtr, ytr, S = data
+    X, y, E, seen = Xtr.copy(), ytr.copy(), S.copy(), ds.seen_classes.copy()
+    for a in (X, y, E, seen):
+        a.setflags(write=False)
+    m = zsl.create_method(_spec(name)).fit(X, y, E, seen)
+    np.testing.assert_array_equal(X, Xtr)
+    np.testing.assert_array_equal(E, S)
+    Xq = ds.X[ds.splits["test_unseen"][:20]].copy()
+    Xq.setflags(write=False)
+    before = Xq.copy()
+    if m.tags.get("retrieval"):
+        m.encode(Xq)
+    else:
+        m.decision_function(Xq, ds.unseen_classes)
+    np.testing.assert_array_equal(Xq, before)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_default_preset_equals_the_class_defaults(name):
+    cls = zsl.get_method_class(name)
+    assert zsl.create_method(name).get_params() == cls().get_params()
+    assert cls.presets["default"] == {}, "the default preset is the class defaults, nothing else"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_presets_grids_and_spaces_name_only_real_parameters(name):
+    cls = zsl.get_method_class(name)
+    params = set(cls._get_param_names())
+    for preset, values in cls.all_presets().items():
+        assert set(values) <= params, f"preset {preset!r} names unknown parameters {set(values) - params}"
+        zsl.create_method(f"{name}.{preset}")  # every preset passes the declared constraints
+    assert set(cls.param_grid) <= params and set(cls.search_space) <= params
+    assert set(cls.parameter_constraints) == params, "every constructor parameter declares its constraint"
+    assert set(cls.runtime_params) <= params
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_invalid_parameter_values_are_one_line_errors_naming_the_parameter(name, data):
+    from zsl.params import ParameterError
+
+    ds, Xtr, ytr, S = data
+    cls = zsl.get_method_class(name)
+    numeric = [k for k, v in cls().get_params().items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "random_state"]
+    assert numeric, "every method has a numeric hyperparameter"
+    for bad in (float("nan"), -5, "abc"):
+        with pytest.raises(ParameterError, match=numeric[0]):
+            zsl.create_method(name, **{numeric[0]: bad})
+        m = cls(**{numeric[0]: bad})  # the constructor only stores; fit checks
+        with pytest.raises(ParameterError, match=numeric[0]):
+            m.fit(Xtr, ytr, S, ds.seen_classes)
+
+
+def test_grids_name_only_existing_presets():
+    from zsl.bench.runner import GRIDS, grid_methods, load_grid
+
+    for grid_name in GRIDS:
+        grid = load_grid(grid_name)
+        for dataset in [*grid["datasets"], None]:
+            for spec in grid_methods(grid, dataset):
+                base, _, preset = spec.partition(".")
+                assert preset in zsl.get_method_class(base).all_presets(), (grid_name, dataset, spec)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_a_warm_fit_cache_gives_the_cold_answer(name, data):
+    from zsl.eval.protocol import FitCache, run_method
+
+    ds = data[0]
+    cache = FitCache()
+    cold = run_method(_spec(name), ds, setting="zsl", selection="none")
+    run_method(_spec(name), ds, setting="zsl", selection="none", fit_cache=cache)
+    warm = run_method(_spec(name), ds, setting="zsl", selection="none", fit_cache=cache)
+    assert warm.fit_reused and not cold.fit_reused
+    assert warm.metrics == cold.metrics
 
 
 # -- classifiers --------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 folder round-trips, and mismatched queries / tampered folders are refused with clear errors."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pickle
 
 import numpy as np
 import pytest
@@ -28,7 +31,8 @@ def _build(tmp_path, ds, method, kind="flat", **params):
     return build_index(method, codes, tmp_path / f"idx-{kind}", method_spec="itq.tiny",
                        feature_extractor=feature_extractor_of(ds),
                        dataset_info={"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint()},
-                       database={"label": ds.y, "class_names": np.asarray(ds.class_names)}, kind=kind, **params)
+                       database={"label": ds.y, "class_names": np.asarray(ds.class_names),
+                                 "path": np.asarray([f"img/{i}.jpg" for i in range(len(ds.y))])}, kind=kind, **params)
 
 
 def test_flat_search_equals_numpy_popcount():
@@ -65,6 +69,7 @@ def test_index_folder_round_trip_and_manifest(tmp_path, fitted):
     assert idx.index.hnsw.efSearch == 32
     D, I = idx.search(ds.X[:5], k=3)
     assert D.shape == (5, 3) and (D[:, 0] == 0).all()  # database images find themselves (distance 0)
+    assert idx.database["path"][7] == "img/7.jpg"
     np.testing.assert_array_equal(idx.encode(ds.X[:5]), method.encode(ds.X[:5]))
 
 
@@ -84,7 +89,7 @@ def test_tampered_or_incomplete_folder_is_refused(tmp_path, fitted):
     out = _build(tmp_path, ds, method)
     other = zsl.create_method("lsh", n_bits=16).fit(ds.X[:100], ds.y[:100] * 0 + ds.seen_classes[0],
                                                    ds.class_embeddings(), ds.seen_classes)
-    other.save(out / "model.pkl")  # swap the model behind the manifest's back
+    other.save(out / "model.npz")  # swap the model behind the manifest's back
     with pytest.raises(zsl.ZSLError, match="checksum"):
         load_index(out)
     (out / "manifest.json").unlink()
@@ -114,3 +119,134 @@ def test_cli_build_and_search(tmp_path, capsys, fitted):
     assert main(["index", "search", str(out), str(img)]) == 2  # built on synthetic features: no image queries
     err = capsys.readouterr().err
     assert "64-d features" in err and "cannot be computed from an image" in err
+
+
+# -- hostile index folders: whoever writes the folder can rewrite the manifest's checksums too ----
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _live_pickle(tmp_path) -> tuple[bytes, object]:
+    probe = tmp_path / "probe-marker"
+    pickle.loads(pickle.dumps(_Payload(probe)))
+    assert probe.exists(), "the crafted pickle must really run code, or the tests below prove nothing"
+    marker = tmp_path / "MARKER"
+    return pickle.dumps(_Payload(marker)), marker
+
+
+def _reseal(folder, **manifest_changes):
+    """Rewrite the manifest's checksums (and fields) to match the folder, as a tamperer would."""
+    m = json.loads((folder / "manifest.json").read_text())
+    m.update(manifest_changes)
+    m["files"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in m["files"]}
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_replaced_model_file_is_refused_never_executed(tmp_path, fitted):
+    ds, method = fitted
+    out = _build(tmp_path, ds, method)
+    blob, marker = _live_pickle(tmp_path)
+    (out / "model.npz").write_bytes(blob)
+    _reseal(out)
+    with pytest.raises(zsl.ZSLError, match="Python pickle") as err:
+        load_index(out)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_old_format_folder_with_pickled_model_is_refused(tmp_path, fitted):
+    ds, method = fitted
+    out = _build(tmp_path, ds, method)
+    blob, marker = _live_pickle(tmp_path)
+    (out / "model.pkl").write_bytes(blob)
+    m = json.loads((out / "manifest.json").read_text())
+    m["format_version"] = 1
+    m["files"] = {"model.pkl": hashlib.sha256(blob).hexdigest()}
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(zsl.ZSLError, match="format 1 held a pickled model"):
+        load_index(out)
+    assert not marker.exists()
+
+
+def test_cli_search_on_a_tampered_folder_is_one_line_and_never_executes(tmp_path, fitted, capsys):
+    from zsl.cli import main
+
+    ds, method = fitted
+    out = _build(tmp_path, ds, method)
+    blob, marker = _live_pickle(tmp_path)
+    (out / "database.npz").write_bytes(blob)
+    _reseal(out)
+    q = tmp_path / "q.npy"
+    np.save(q, ds.X[:1])
+    assert main(["index", "search", str(out), str(q)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zsl: error:") and err.count("\n") == 1 and "pickle" in err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind,params,key,value", [
+    ("hnsw", {"hnsw_m": 8, "ef_search": 16}, "neighbors", 10**6),  # a link far outside the database
+    ("hnsw", {"hnsw_m": 8, "ef_search": 16}, "entry_point", -5),
+    ("hnsw", {"hnsw_m": 8, "ef_search": 16}, "offsets", 3),
+    ("ivf", {"nlist": 8}, "list_ids", 10**6),
+])
+def test_crafted_index_structure_is_refused_before_faiss_sees_it(tmp_path, fitted, kind, params, key, value):
+    from zsl.persist import load_npz, save_npz
+
+    ds, method = fitted
+    out = _build(tmp_path, ds, method, kind, **params)
+    arrays = load_npz(out / "structure.npz")
+    a = arrays[key].copy()
+    if a.ndim == 0:
+        a = np.asarray(value, a.dtype)
+    else:
+        a[len(a) // 2] = value
+    arrays[key] = a
+    save_npz(out / "structure.npz", **arrays)
+    _reseal(out)
+    with pytest.raises(zsl.ZSLError, match="damaged or was tampered with"):
+        load_index(out)
+
+
+def test_rebuilt_approximate_index_equals_the_built_one(tmp_path, fitted):
+    ds, method = fitted
+    codes = method.encode(ds.X)
+    for kind, params in (("hnsw", {"hnsw_m": 8, "ef_search": 16}), ("ivf", {"nlist": 8, "nprobe": 3})):
+        idx = load_index(_build(tmp_path, ds, method, kind, **params))
+        ref = make_binary_index(codes, 16, kind, **params)
+        D1, I1 = ref.search(codes[::5], 10)
+        D2, I2 = idx.search_codes(codes[::5], 10)
+        np.testing.assert_array_equal(I1, I2)
+        np.testing.assert_array_equal(D1, D2)
+    assert sorted(p.name for p in (tmp_path / "idx-ivf").iterdir()) == ["database.npz", "manifest.json", "model.npz", "structure.npz"]
+
+
+def test_build_refuses_a_folder_of_other_files_before_fitting(tmp_path, capsys):
+    from zsl.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("precious")
+    assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(home)]) == 2
+    assert "holds other files (thesis.tex)" in capsys.readouterr().err
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    partial = tmp_path / "partial"  # a build cut short: index files but no manifest yet
+    partial.mkdir()
+    (partial / "model.npz").write_bytes(b"half")
+    assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(partial)]) == 0
+
+
+def test_malformed_manifest_values_are_one_line(tmp_path, fitted):
+    ds, method = fitted
+    out = _build(tmp_path, ds, method)
+    m = json.loads((out / "manifest.json").read_text())
+    m["feature_extractor"]["resolution"] = "abc"
+    m["files"]["../../etc/passwd"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(zsl.ZSLError, match="malformed manifest") as err:
+        load_index(out)
+    assert "files must list exactly" in str(err.value) and "resolution 'abc'" in str(err.value)

@@ -263,7 +263,7 @@ def test_semantics_vgse_runs_the_protocol_with_the_validation_stage_matrix(tmp_p
     name = f"image-folder:{folder}"
     ds = zsl.load_dataset(name, **SPLIT)
     with pytest.raises(DataError, match="zsl vgse fit"):
-        zsl.run_method("eszsl", require_semantics(ds, None), semantics="vgse", selection="none")
+        zsl.run_method("eszsl", require_semantics(ds, None), semantics="vgse", setting="gzsl", selection="none")
     fit_vgse(ds, TINY, progress=False)
     ds2 = zsl.load_dataset(name, **SPLIT)
     assert "vgse" not in ds2.embeddings  # loading never reads learnt embeddings from the cache
@@ -277,7 +277,7 @@ def test_semantics_vgse_runs_the_protocol_with_the_validation_stage_matrix(tmp_p
     assert res.config["semantics_validation_digest"] == content_digest(ds2.validation_embeddings["vgse"])
     assert res.config["semantics_digest"] != res.config["semantics_validation_digest"]
     assert {"H", "H_uncalibrated", "U", "S"} <= set(res.metrics)
-    plain = zsl.run_method("eszsl.linear", ds2, semantics="glove", setting="zsl")
+    plain = zsl.run_method("eszsl.linear", ds2, semantics="glove", setting="gzsl")
     assert "semantics_validation_digest" not in plain.config
     # a stored fit for another split is not attached
     ds3 = zsl.load_dataset(name, unseen_classes=["cat"], val_classes=["horse"], resolution=32, progress=False)

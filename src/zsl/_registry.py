@@ -26,6 +26,10 @@ def register_method(cls):
         raise ValueError(f"method name {name!r} is registered twice ({_METHODS[name].__qualname__}, {cls.__qualname__})")
     if "default" not in getattr(cls, "presets", {}):
         raise TypeError(f"{cls.__qualname__} must declare a 'default' preset")
+    axes = [set(cls.presets), set(cls.dataset_presets), set(cls.ablations)]
+    clash = (axes[0] & axes[1]) | (axes[0] & axes[2]) | (axes[1] & axes[2])
+    if clash:
+        raise TypeError(f"{cls.__qualname__}: preset names {sorted(clash)} appear on more than one axis")
     _METHODS[name] = cls
     return cls
 
@@ -47,7 +51,7 @@ def list_methods(*, retrieval: bool | None = None) -> list[str]:
 
 
 def list_presets(name: str) -> list[str]:
-    return sorted(get_method_class(name).presets)
+    return sorted(get_method_class(name).all_presets())
 
 
 def get_method_class(name: str) -> type[ZSLMethod]:
@@ -63,9 +67,10 @@ def create_method(spec: str, **overrides) -> ZSLMethod:
     base, _, preset = spec.partition(".")
     cls = get_method_class(base)
     preset = preset or "default"
-    if preset not in cls.presets:
-        raise ZSLError(f"unknown preset {preset!r} for method {base!r}; valid presets: {', '.join(sorted(cls.presets))}")
-    params = {**cls.presets[preset], **overrides}
+    presets = cls.all_presets()
+    if preset not in presets:
+        raise ZSLError(f"unknown preset {preset!r} for method {base!r}; valid presets: {', '.join(sorted(presets))}")
+    params = {**presets[preset], **overrides}
     unknown = sorted(set(params) - set(cls._get_param_names()))
     if unknown:
         raise ZSLError(f"{spec}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls._get_param_names())}")

@@ -15,18 +15,23 @@ more likely; ``predict`` returns ``candidates[argmax]``. Hashing methods also im
 Class attributes a method declares:
     name          registry name (``create_method("name.preset")``)
     tags          family, supports_gzsl, retrieval, stochastic
-    presets       named constructor keywords; "default" is required
+    presets       named constructor keywords, by axis: ``presets`` holds "default" (required, = the
+                  class defaults) and budget/variant presets (``tiny``, ``quick``, ...);
+                  ``dataset_presets`` the values chosen on one dataset's validation classes (``flo``,
+                  ``awa1``; the protocol uses them on that dataset); ``ablations`` a paper's ablation
+                  rows. ``create_method("name.X")`` looks X up in all three (names are unique).
     param_grid    small grid searched on validation classes by the protocol (may be empty)
     search_space  Optuna space ``{param: ("float", lo, hi, log) | ("int", lo, hi) | ("categorical", [...])}``
     parameter_constraints  accepted values of every constructor parameter (:mod:`zsl.params`),
                   checked by ``fit`` (and by ``create_method``) with a one-line error
     runtime_params  parameters that do not change a fit's result (progress bars, threads, the
                   checkpoint folder): left out of fit-cache keys and run identities
+    gzsl_objective  what GZSL model selection maximises on validation: "H" (calibrated, default)
+                  or "H_uncalibrated" (methods whose GZSL scores are meant to be balanced as they are)
 """
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,10 +52,18 @@ class ZSLMethod(BaseEstimator):
         "stochastic": False,
     }
     presets: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    dataset_presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    ablations: ClassVar[dict[str, dict[str, Any]]] = {}
     param_grid: ClassVar[dict[str, list]] = {}
     search_space: ClassVar[dict[str, tuple]] = {}
     parameter_constraints: ClassVar[dict[str, list]] = {}
     runtime_params: ClassVar[tuple[str, ...]] = ()
+    gzsl_objective: ClassVar[str] = "H"
+
+    @classmethod
+    def all_presets(cls) -> dict[str, dict[str, Any]]:
+        """Every named preset of the three axes (presets, dataset presets, ablations)."""
+        return {**cls.presets, **cls.dataset_presets, **cls.ablations}
 
     # -- contract -------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):  # pragma: no cover - abstract
@@ -66,24 +79,44 @@ class ZSLMethod(BaseEstimator):
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Pickle the fitted method to ``path`` atomically (torch modules pickle with it)."""
-        path = Path(path)
-        with atomic_write(path, "wb") as fh:
-            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        return path
+        """Write the fitted method to ``path`` as arrays + JSON (:mod:`zsl.persist`), atomically.
+
+        No pickle: :meth:`load` rebuilds only zsl's own classes, standard ``torch.nn`` layers and
+        the scikit-learn estimators listed in :mod:`zsl.persist`, and never runs code named by the
+        file. A method holding something else (a user-supplied classifier, a function) is refused
+        here with a one-line error, so a file that could not be loaded is never written.
+        """
+        from . import persist
+
+        return persist.dump(self, path, owner=self.name or type(self).__name__,
+                            meta={"kind": "zsl-method", "method": self.name, "class": type(self).__qualname__,
+                                  "params": {k: _describe_param(v) for k, v in self.get_params(deep=False).items()}})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ZSLMethod":
+        """Rebuild a method written by :meth:`save`; refuses pickles and anything else with one line.
+
+        The loaded method's parameters are validated and, when it is fitted, it scores (or
+        encodes) one zero feature vector, so a damaged or tampered file fails here with a clear
+        error instead of later with a traceback.
+        """
+        from . import persist
+
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ZSLError(f"{path}: no saved model there")
-        try:
-            with open(path, "rb") as fh:
-                obj = pickle.load(fh)
-        except Exception as exc:  # corrupt or foreign file
-            raise ZSLError(f"{path}: not a saved zsl model ({type(exc).__name__}: {exc})") from None
+        obj = persist.load(path)
         if not isinstance(obj, ZSLMethod):
             raise ZSLError(f"{path}: contains a {type(obj).__name__}, not a zsl method")
+        if not isinstance(obj, cls):
+            raise ZSLError(f"{path}: contains a {type(obj).__name__} ({obj.name}), not a {cls.__name__}")
+        try:
+            obj.validate_params()
+        except ZSLError as exc:
+            raise ZSLError(f"{path}: saved parameters are invalid: {exc}") from None
+        except TypeError as exc:  # an undeclared parameter in the file
+            raise ZSLError(f"{path}: {exc}") from None
+        _smoke_check(obj, path)
         return obj
 
     # -- helpers for implementations ------------------------------------------------------
@@ -134,6 +167,39 @@ class ZSLMethod(BaseEstimator):
         if n_features is not None and X.shape[1] != n_features:
             raise DataError(f"X has {X.shape[1]} features but the method was fitted on {n_features}")
         return X, candidates
+
+
+def _describe_param(v):
+    return v if v is None or isinstance(v, (bool, int, float, str)) else type(v).__name__
+
+
+def _smoke_check(method: ZSLMethod, path: Path) -> None:
+    """Run a loaded, fitted method on one zero vector; any failure means the file is not a working model."""
+    params = method.get_params(deep=False)
+    fitted = [k for k in vars(method) if k.endswith("_") and not k.startswith("_") and k not in params]
+    d = getattr(method, "n_features_in_", None)
+    n_classes = getattr(method, "n_classes_", None)
+    if not fitted:
+        return
+    limit = 1 << 24  # no real feature or class count comes near; a crafted one must not allocate gigabytes here
+    for name, value in (("n_features_in_", d), ("n_classes_", n_classes)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit):
+            raise ZSLError(f"{path}: the saved model has {name}={value!r}; the file is damaged or was tampered with")
+    if d is None:
+        return
+    X = np.zeros((1, d), np.float32)
+    try:
+        if method.tags.get("retrieval"):
+            out = method.encode(X)
+        else:
+            if n_classes is None:
+                raise DataError("no n_classes_")
+            out = method.decision_function(X, np.arange(n_classes))
+        if not isinstance(out, np.ndarray) or len(out) != 1:
+            raise DataError(f"got {type(out).__name__} {getattr(out, 'shape', '')}")
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, the file does not hold a working model
+        raise ZSLError(f"{path}: the saved {method.name or type(method).__name__} model does not run "
+                       f"({type(exc).__name__}: {str(exc)[:150]}); the file is damaged or was tampered with") from None
 
 
 def check_features(X) -> np.ndarray:

@@ -8,10 +8,13 @@ touching this file. Any :class:`~zsl.errors.ZSLError` becomes one line on stderr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import pkgutil
 import sys
+import warnings
 from importlib import import_module
 from pathlib import Path
 
@@ -49,7 +52,7 @@ def _cmd_methods(args) -> int:
         tags = cls.tags
         doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         print(f"  {name:18s} {tags.get('family', ''):12s} gzsl={'yes' if tags.get('supports_gzsl') else 'no ':3s} "
-              f"presets: {', '.join(sorted(cls.presets))}   {doc[0] if doc else ''}")
+              f"presets: {', '.join(sorted(cls.all_presets()))}   {doc[0] if doc else ''}")
     return 0
 
 
@@ -75,7 +78,7 @@ def run_overrides(spec: str, items: list[str] | None, *, params_from_study: str 
     checkpoint long fits get ``<cache>/checkpoints`` unless ``--set checkpoint_dir=...`` says otherwise.
     """
     from ._registry import create_method, get_method_class
-    from .io import cache_root
+    from .io import cache_root, check_writable
 
     overrides = parse_overrides(items)
     provenance: dict = {}
@@ -89,6 +92,8 @@ def run_overrides(spec: str, items: list[str] | None, *, params_from_study: str 
     if "checkpoint_dir" in cls._get_param_names() and "checkpoint_dir" not in overrides:
         overrides["checkpoint_dir"] = str(cache_root(cache_dir) / "checkpoints")
     create_method(spec, **overrides)  # a bad --set is a one-line error before the data is read
+    if isinstance(overrides.get("checkpoint_dir"), str):
+        check_writable(overrides["checkpoint_dir"], what="--set checkpoint_dir=", kind="folder")
     return overrides, provenance
 
 
@@ -96,8 +101,6 @@ def _cmd_run(args) -> int:
     from .data import load_dataset, require_semantics
     from .eval.protocol import run_method, save_run
 
-    if args.seed < 0:
-        raise ZSLError(f"--seed must be a non-negative integer, got {args.seed}")
     overrides, provenance = run_overrides(args.method, args.set, params_from_study=args.params_from_study,
                                           study_storage=args.study_storage, cache_dir=args.cache_dir)
     ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
@@ -180,13 +183,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands that only read: a read-only cache is fine for them
+READ_ONLY_COMMANDS = frozenset({"datasets", "methods", "report"})
+#: arguments naming a file or folder a command writes (checked before the command starts)
+OUTPUT_ARGS = ("out", "figure", "csv", "plots", "update_readme")
+
+
+def check_args(args) -> None:
+    """Checks every command shares, done before any work: seeds, the cache, output paths.
+
+    A long fit or extraction is never started when its result could not be saved.
+    """
+    from .io import cache_root, check_writable
+
+    for name in ("seed",):
+        value = getattr(args, name, None)
+        if isinstance(value, int) and not 0 <= value < 2**32:
+            raise ZSLError(f"--{name} must be an integer in [0, {2**32 - 1}], got {value}")
+    if hasattr(args, "cache_dir") and args.command not in READ_ONLY_COMMANDS:
+        cache_root(args.cache_dir)
+    for name in OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            check_writable(value, what=f"--{name}")
+
+
+def one_line(message: str) -> str:
+    """Errors are one line (messages of libraries -- tarfile, SQLAlchemy -- may span several)."""
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # file names need not be valid UTF-8: print them escaped
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _dispatch(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line are one line each, like errors (no source location)."""
+    print(f"zsl: warning: {one_line(str(message))}", file=file or sys.stderr)
+
+
+def _dispatch(args) -> int:
     try:
+        check_args(args)
         return int(args.func(args) or 0)
     except ZSLError as exc:
-        print(f"zsl: error: {exc}", file=sys.stderr)
+        print(f"zsl: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zsl: interrupted", file=sys.stderr)
@@ -194,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `zsl methods | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the environment, not zsl: a full disk, a permission changed mid-run
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"zsl: error: {where}{one_line(str(exc.strerror or exc))} ({type(exc).__name__}); check the path, its "
+              "permissions and the free space", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("zsl: error: out of memory; use a smaller dataset or batch (e.g. --batch-size), or a machine with more RAM",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

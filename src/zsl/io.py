@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import ZSLError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w"):
@@ -51,14 +53,93 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def cache_root(explicit: str | os.PathLike | None = None) -> Path:
-    """``--cache-dir`` flag, else ``$ZSL_CACHE``, else ``~/.cache/zsl``."""
+    """``--cache-dir`` flag, else ``$ZSL_CACHE``, else ``~/.cache/zsl``: created, and checked writable.
+
+    Everything zsl derives (features, runs, results, checkpoints) is written here, so a cache that
+    cannot be written is a one-line error naming the folder and the fix -- raised when the cache is
+    first asked for, before any long computation whose result would otherwise be lost.
+    """
     if explicit:
-        root = Path(explicit).expanduser()
+        root, source = Path(explicit).expanduser(), "--cache-dir"
     else:
         env = os.environ.get("ZSL_CACHE")
-        root = Path(env).expanduser() if env else Path("~/.cache/zsl").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+        root, source = (Path(env).expanduser(), "ZSL_CACHE") if env else (Path("~/.cache/zsl").expanduser(), "the default cache")
+    fix = "set ZSL_CACHE or pass --cache-dir to a writable folder"
+    blocker = file_in_the_way(root)
+    if blocker is not None:
+        raise ZSLError(f"cache folder {root} ({source}): {blocker} is a file, not a folder; {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZSLError(f"cannot create the cache folder {root} ({source}): {exc.strerror or exc}; {fix}") from None
+    problem = _write_problem(root)
+    if problem:
+        raise ZSLError(f"cache folder {root} ({source}) is not writable ({problem}); {fix}")
     return root
+
+
+def _exists(p: Path) -> bool:
+    try:
+        p.stat()
+        return True
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return False
+    except OSError:  # there, but not ours to look at (EACCES on a parent): the write probe says why
+        return True
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return True  # unreadable: treated as a folder, and the write probe reports the permission problem
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The first existing non-folder among ``path`` and its ancestors (None when there is none)."""
+    for p in (path, *path.parents):
+        if _exists(p):
+            return None if _is_dir(p) else p
+    return None
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why a new file cannot be created in ``folder`` (None when it can): a real probe, so ACLs,
+    read-only mounts and full disks all count, whoever runs it."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zsl-write-check-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
+def check_writable(path: str | os.PathLike, *, what: str, kind: str = "any") -> Path:
+    """Raise a one-line :class:`ZSLError` unless ``path`` can be written; call it before long work.
+
+    ``kind``: ``"file"`` (``path`` must not be a folder), ``"folder"`` (must not be a file) or
+    ``"any"``. Folders that do not exist yet are fine when the nearest existing ancestor is a
+    writable folder (they will be created); nothing is created here.
+    """
+    path = Path(path).expanduser()
+    is_dir = _exists(path) and _is_dir(path)
+    if kind == "file" and is_dir:
+        raise ZSLError(f"{what} {path}: is a folder; give a file name")
+    if kind == "folder" and _exists(path) and not is_dir:
+        raise ZSLError(f"{what} {path}: is a file; give a folder")
+    start = path if is_dir else path.parent
+    blocker = file_in_the_way(start)
+    if blocker is not None:
+        raise ZSLError(f"{what} {path}: {blocker} is a file, not a folder; choose another place")
+    existing = next(p for p in (start, *start.parents) if _exists(p))
+    problem = _write_problem(existing)
+    if problem:
+        raise ZSLError(f"{what} {path}: cannot write in {existing} ({problem}); choose a writable place")
+    return path
 
 
 def content_digest(*parts, length: int = 32) -> str:
@@ -73,7 +154,7 @@ def content_digest(*parts, length: int = 32) -> str:
     for part in parts:
         if isinstance(part, str):
             h.update(b"s")
-            h.update(part.encode())
+            h.update(part.encode("utf-8", "surrogateescape"))  # file names need not be valid UTF-8
             continue
         a = np.ascontiguousarray(part)
         h.update(str((a.dtype.str, a.shape)).encode())

@@ -1,48 +1,68 @@
-"""Hyperparameter search for any method: an Optuna study over the method's ``search_space``.
+"""Hyperparameter search for any method: one Optuna study over the method's ``search_space``.
 
-``tune("eszsl", "awa1", split="ps", setting="zsl", trials=20, storage=URL)``
+``tune("cpl", dataset, objective="classwise-cv", sampler="grid", trials=20, storage=URL)``
 
-* Space: the method class's ``search_space`` -- ``{"param": ("float", lo, hi, log) | ("int", lo, hi)
-  | ("categorical", [choices])}``; parameters not in it keep the preset's value.
-* Objective: the validation score of the evaluation protocol -- fit on the *train* classes, score
-  on the validation classes (seen classes held out as pseudo-unseen): per-class top-1 for ZSL, the
-  calibrated H over val_seen + val_unseen for GZSL. Test classes are never looked at.
-* Storage: any Optuna RDB URL; default ``sqlite:///<cache root>/optuna/studies.db``. The study name
-  is derived from method/preset, dataset, split, setting and semantics and opened with
-  ``load_if_exists=True``, so several workers (processes or machines) pointed at the same storage
-  share one study; each trial records the worker (``host:pid``) that ran it.
-* ``best_params(...)`` returns the best validated parameters of a study (or ``None``), for the
-  benchmark or a user's ``zsl run --set``.
+* Space: the method class's ``search_space`` (declared in the method's own file) --
+  ``{"param": ("float", lo, hi, log) | ("int", lo, hi) | ("categorical", [choices])}``; parameters
+  not in it keep the preset's value.
+* Objective (pluggable, :data:`OBJECTIVES`):
+  - ``"val"``: the evaluation protocol's validation score -- fit on the *train* classes, score on
+    the validation classes (seen classes held out as pseudo-unseen): per-class top-1 for ZSL, the
+    method's GZSL objective (H) for GZSL.
+  - ``"classwise-cv"``: the CPL slides' class-wise cross-validation -- the seen classes are split
+    into ``folds`` groups; for each, the method is fitted on the other seen classes (their images
+    and descriptions only) and scored by ZSL per-class top-1 on the held-out group; the mean over
+    folds. Test classes -- not even their descriptions -- are never used.
+* Sampler: ``"tpe"`` (Optuna's TPE, each worker its own stream) or ``"grid"`` (every point of a
+  categorical space in a fixed shuffled order; trial number n evaluates point n, so N trials cover
+  N distinct points across any number of workers).
+* Storage: any Optuna RDB URL; default ``sqlite:///<cache root>/optuna/studies.db``. The study
+  name is derived from method/preset, dataset, split, setting, semantics and objective, plus
+  ``STUDY_VERSION`` (a trial's score belongs to the code that earned it); studies are opened with
+  ``load_if_exists`` so several workers (processes or machines) share one. With a SQLite file a
+  lock beside it makes "is the budget used up? -> ask" atomic, so a study ends with exactly
+  ``trials`` trials however many workers run; each trial records its worker (``host:pid``).
+* Using the result is explicit: ``zsl run M --params-from-study NAME`` (:func:`study_best_params`),
+  recorded in the run's config.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import random
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .errors import ZSLError
-from .io import cache_root
+import numpy as np
+
+from .errors import ZSLError, require_extra
+from .io import cache_root, content_digest
+
+OBJECTIVES = ("val", "classwise-cv")
+SAMPLERS = ("tpe", "grid")
+STUDY_VERSION = 3  # bump when the methods' training changes so much that old trials no longer apply
+GRID_SEED = 0
 
 
 def default_storage(cache_dir=None) -> str:
-    """``sqlite:///<cache root>/optuna/studies.db``: the one default storage of every study (tune, CPL search)."""
+    """``sqlite:///<cache root>/optuna/studies.db``: the one default storage of every study."""
     folder = cache_root(cache_dir) / "optuna"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'studies.db'}"
 
 
-def study_name(method: str, dataset: str, split: str | None, setting: str = "zsl", semantics: str | None = None) -> str:
+def study_name(method: str, dataset: str, split: str | None, setting: str = "zsl", semantics: str | None = None,
+               objective: str = "val") -> str:
     spec = method if "." in method else f"{method}.default"
-    return f"{spec}|{dataset}|{split or 'default'}|{setting}|{semantics or 'default-semantics'}"
+    return f"v{STUDY_VERSION}|{spec}|{dataset}|{split or 'default'}|{setting}|{semantics or 'default-semantics'}|{objective}"
 
 
 def _storage(url: str | None, cache_dir=None):
     """An Optuna RDB storage; SQLite waits on locks (concurrent workers), postgresql:// uses psycopg v3."""
     from .bench.store import normalise_url
-    from .errors import require_extra
 
     optuna = require_extra("optuna", "tune")
     url = normalise_url(url or default_storage(cache_dir), cache_dir)
@@ -67,12 +87,9 @@ def suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
     for name, decl in sorted(space.items()):
         kind = decl[0]
         if kind == "float":
-            lo, hi = decl[1], decl[2]
-            log = bool(decl[3]) if len(decl) > 3 else False
-            params[name] = trial.suggest_float(name, lo, hi, log=log)
+            params[name] = trial.suggest_float(name, decl[1], decl[2], log=bool(decl[3]) if len(decl) > 3 else False)
         elif kind == "int":
-            log = bool(decl[3]) if len(decl) > 3 else False
-            params[name] = trial.suggest_int(name, int(decl[1]), int(decl[2]), log=log)
+            params[name] = trial.suggest_int(name, int(decl[1]), int(decl[2]), log=bool(decl[3]) if len(decl) > 3 else False)
         elif kind == "categorical":
             params[name] = trial.suggest_categorical(name, list(decl[1]))
         else:
@@ -80,94 +97,200 @@ def suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
     return params
 
 
+def search_grid(space: dict[str, tuple]) -> list[dict[str, Any]]:
+    """Every point of a categorical ``space`` in a fixed shuffled order (trial n -> point n)."""
+    if not all(decl[0] == "categorical" for decl in space.values()):
+        raise ZSLError("the grid sampler needs a search space of categorical entries only")
+    keys = sorted(space)
+    points = [dict(zip(keys, vals)) for vals in itertools.product(*(space[k][1] for k in keys))]
+    order = np.random.default_rng(GRID_SEED).permutation(len(points))
+    return [points[i] for i in order]
+
+
+# -- objectives --------------------------------------------------------------------------------------
 def validation_score(spec: str, dataset, params: dict[str, Any], *, setting: str = "zsl", seed: int = 0,
-                     semantics: str | None = None) -> float:
+                     semantics: str | None = None) -> dict[str, Any]:
     """Fit ``spec`` with ``params`` on the train classes; score on the validation classes (protocol's own code)."""
     from .eval.protocol import make_method, objective_value, score_split
 
     S = dataset.class_embeddings(semantics, stage="val")
     method = make_method(spec, params, seed)
     method.fit(*dataset.subset("train"), S, dataset.train_classes)
-    return float(objective_value(score_split(method, dataset, setting, stage="val"), setting))
+    return {"score": float(objective_value(score_split(method, dataset, setting, stage="val"), setting, method.gzsl_objective))}
 
 
-def tune(
-    method: str,
-    dataset: str,
-    *,
-    split: str | None = None,
-    setting: str = "zsl",
-    trials: int = 20,
-    storage: str | None = None,
-    semantics: str | None = None,
-    seed: int = 0,
-    data_root=None,
-    cache_dir=None,
-    load_kwargs: dict[str, Any] | None = None,
-    name: str | None = None,
-    verbose: bool = True,
-):
-    """Run ``trials`` trials of the shared study in this worker; returns the Optuna study."""
-    from ._registry import get_method_class
-    from .data import load_dataset
-    from .errors import require_extra
+def class_folds(seen_classes: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """Split the seen class ids into ``folds`` disjoint groups (shuffled with ``seed``)."""
+    if folds < 2 or folds > len(seen_classes) // 2:
+        raise ZSLError(f"folds must be in [2, {len(seen_classes) // 2}] for {len(seen_classes)} seen classes; got {folds}")
+    order = np.random.default_rng(seed).permutation(np.asarray(seen_classes))
+    return [np.sort(g) for g in np.array_split(order, folds)]
 
+
+def classwise_cv_score(spec: str, dataset, params: dict[str, Any], *, folds: int = 3, seed: int = 0,
+                       semantics: str | None = None, max_per_class: int | None = None) -> dict[str, Any]:
+    """Class-wise CV on the seen classes -> {"score": mean ZSL acc over folds, "fold_scores": [...]}.
+
+    Only seen-class images and seen-class descriptions are used: in fold f the model sees the
+    descriptions of the seen classes only, treats fold f's classes as unseen, and is scored by
+    per-class accuracy on their trainval images. ``max_per_class`` subsamples images (speed).
+    """
+    from .eval.metrics import per_class_accuracy
+    from .eval.protocol import make_method
+
+    X, y = dataset.subset("trainval")
+    seen = dataset.seen_classes
+    S_local = dataset.class_embeddings(semantics)[seen]
+    if max_per_class:
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.permutation(np.where(y == c)[0])[:max_per_class] for c in seen])
+        X, y = X[np.sort(idx)], y[np.sort(idx)]
+    y_local = np.searchsorted(seen, y)
+    scores = []
+    for group in class_folds(np.arange(len(seen)), folds, seed):
+        train_cls = np.setdiff1d(np.arange(len(seen)), group)
+        tr, te = np.isin(y_local, train_cls), np.isin(y_local, group)
+        method = make_method(spec, params, seed).fit(X[tr], y_local[tr], S_local, train_cls)
+        scores.append(per_class_accuracy(y_local[te], method.predict(X[te], group)))
+    return {"score": float(np.mean(scores)), "fold_scores": [float(s) for s in scores]}
+
+
+# -- studies -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _budget_lock(storage: str, name: str):
+    """Serialise "count trials, then ask" between workers on one SQLite file (a no-op for servers)."""
+    if not storage.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(storage[len("sqlite:///"):])
+    lock = path.parent / f".{path.name}.{content_digest(name, length=12)}.lock"
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class _GridOrderSampler:
+    """Trial number n takes grid point n: distinct points across any number of workers."""
+
+    def __new__(cls, grid: list[dict[str, Any]]):
+        import optuna
+
+        class GridOrderSampler(optuna.samplers.BaseSampler):
+            def infer_relative_search_space(self, study, trial):
+                return {}
+
+            def sample_relative(self, study, trial, search_space):
+                return {}
+
+            def sample_independent(self, study, trial, param_name, param_distribution):
+                return grid[trial.number % len(grid)][param_name]
+
+        return GridOrderSampler()
+
+
+def open_study(name: str, *, storage: str, space: dict[str, tuple], sampler: str = "tpe", seed: int = 0):
     optuna = require_extra("optuna", "tune")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if sampler not in SAMPLERS:
+        raise ZSLError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    chosen = (_GridOrderSampler(search_grid(space)) if sampler == "grid" else
+              # each worker its own stream, so concurrent workers do not propose identical points
+              optuna.samplers.TPESampler(seed=seed + os.getpid() % 100_000, n_startup_trials=10))
+    with _budget_lock(storage, name):  # two workers creating the same schema/study at once
+        return optuna.create_study(study_name=name, storage=_storage(storage), direction="maximize", sampler=chosen,
+                                   load_if_exists=True)
+
+
+def run_study(study, objective: Callable[[dict[str, Any]], dict[str, Any]], n_trials: int, space: dict[str, tuple], *,
+              storage: str, log: Callable[[str], None] = lambda m: None) -> int:
+    """Run trials until the study holds ``n_trials`` in total; returns how many this worker ran.
+
+    ``objective(params) -> {"score": float, ...}``; extra keys are stored as trial user attributes.
+    A trial that raises a ValueError/ArithmeticError/RuntimeError is marked failed and the search
+    goes on; any other error stops it.
+    """
+    from optuna.trial import TrialState
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    ran = 0
+    while True:
+        with _budget_lock(storage, study.study_name):
+            if len(study.get_trials(deepcopy=False)) >= n_trials:
+                return ran
+            trial = study.ask()
+        if trial.number >= n_trials:  # only possible without a shared lock (server storage)
+            study.tell(trial, state=TrialState.PRUNED)
+            return ran
+        params = suggest(trial, space)
+        trial.set_user_attr("worker", worker)
+        try:
+            out = objective(params)
+        except (ValueError, ArithmeticError, RuntimeError) as exc:
+            study.tell(trial, state=TrialState.FAIL)
+            log(f"trial {trial.number}: {params} failed: {type(exc).__name__}: {exc}")
+            ran += 1
+            continue
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        for k, v in out.items():
+            if k != "score":
+                trial.set_user_attr(k, v)
+        study.tell(trial, out["score"])
+        ran += 1
+        log(f"trial {trial.number}: {params} -> {out['score']:.4f}")
+
+
+def tune(method: str, dataset, *, objective: str = "val", setting: str = "zsl", trials: int = 20,
+         storage: str | None = None, semantics: str | None = None, seed: int = 0, folds: int = 3,
+         sampler: str = "tpe", max_per_class: int | None = None, cache_dir=None, name: str | None = None,
+         log: Callable[[str], None] = lambda m: None, fixed: dict[str, Any] | None = None):
+    """Run the shared study until it holds ``trials`` trials; returns the Optuna study.
+
+    ``dataset`` is a :class:`~zsl.data.ZSLDataset`; ``fixed`` are parameters held outside the
+    search (they are part of every trial's fit and recorded on the study). The score is maximised.
+    """
+    from ._registry import get_method_class
+
+    if objective not in OBJECTIVES:
+        raise ZSLError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
     if setting not in ("zsl", "gzsl"):
         raise ZSLError(f"unknown setting {setting!r}; valid: zsl, gzsl")
+    if objective == "classwise-cv" and setting != "zsl":
+        raise ZSLError("the class-wise cross-validation scores ZSL accuracy; use --setting zsl")
     cls = get_method_class(method)
-    space = dict(getattr(cls, "search_space", {}) or {})
+    space = dict(cls.search_space or {})
     if not space:
         raise ZSLError(f"method {cls.name!r} declares no search_space; nothing to tune")
     if setting == "gzsl" and not cls.tags.get("supports_gzsl", True):
         raise ZSLError(f"method {cls.name!r} does not support the GZSL setting")
+    if objective == "val" and not len(dataset.val_classes):
+        raise ZSLError(f"dataset {dataset.name!r} split {dataset.split!r} has no validation classes to tune on")
     spec = method if "." in method else f"{method}.default"
-    ds = load_dataset(dataset, split, data_root=data_root, **(load_kwargs or {}))
-    if not len(ds.val_classes):
-        raise ZSLError(f"dataset {dataset!r} split {ds.split!r} has no validation classes to tune on")
-    if not verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    study = optuna.create_study(
-        study_name=name or study_name(spec, dataset, ds.split, setting, semantics),
-        storage=_storage(storage, cache_dir),
-        direction="maximize",
-        load_if_exists=True,
-        # each worker its own sampler stream, so concurrent workers do not propose identical points
-        sampler=optuna.samplers.TPESampler(seed=seed + os.getpid() % 100_000, n_startup_trials=min(10, trials)),
-    )
+    storage = storage or default_storage(cache_dir)
+    study = open_study(name or study_name(spec, dataset.name, dataset.split, setting, semantics, objective),
+                       storage=storage, space=space, sampler=sampler, seed=seed)
     study.set_user_attr("method", spec)
-    study.set_user_attr("dataset_fingerprint", ds.fingerprint())
-    study.set_user_attr("objective", "validation classes: " + ("per-class top-1" if setting == "zsl" else "calibrated H"))
+    study.set_user_attr("dataset_fingerprint", dataset.fingerprint())
+    study.set_user_attr("objective", objective)
+    fixed = dict(fixed or {})
+    if fixed:
+        study.set_user_attr("fixed_params", {k: repr(v) for k, v in fixed.items()})
 
-    def objective(trial):
-        params = suggest(trial, space)
-        trial.set_user_attr("worker", worker)
-        return validation_score(spec, ds, params, setting=setting, seed=seed, semantics=semantics)
+    def score(params):
+        params = {**params, **fixed}
+        if objective == "val":
+            return validation_score(spec, dataset, params, setting=setting, seed=seed, semantics=semantics)
+        return classwise_cv_score(spec, dataset, params, folds=folds, seed=seed, semantics=semantics,
+                                  max_per_class=max_per_class)
 
-    study.optimize(objective, n_trials=trials, catch=(ValueError, ArithmeticError, RuntimeError), gc_after_trial=True,
-                   show_progress_bar=False)
+    run_study(study, score, trials, space, storage=storage, log=log)
     return study
-
-
-def best_params(method: str, dataset: str, split: str | None = None, setting: str = "zsl",
-                storage: str | None = None, semantics: str | None = None, *, cache_dir=None) -> dict[str, Any] | None:
-    """Best validated parameters of the study for this method/dataset/split/setting, or ``None``."""
-    from .errors import require_extra
-
-    optuna = require_extra("optuna", "tune")
-    url = storage or default_storage(cache_dir)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        return None
-    name = study_name(method, dataset, split, setting, semantics)
-    try:
-        study = optuna.load_study(study_name=name, storage=_storage(url, cache_dir))
-    except KeyError:
-        return None
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        return None
-    return dict(max(done, key=lambda t: t.value).params)
 
 
 def study_best_params(name: str, storage: str | None = None, *, cache_dir=None) -> dict[str, Any]:
@@ -176,13 +299,11 @@ def study_best_params(name: str, storage: str | None = None, *, cache_dir=None) 
     This is how tuned values reach a run: explicitly (``zsl run M --params-from-study NAME``), and
     recorded in the run's config, never looked up behind the user's back.
     """
-    from .errors import require_extra
-
     optuna = require_extra("optuna", "tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or default_storage(cache_dir)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise ZSLError(f"no study storage at {url}; run `zsl tune` or `zsl cpl search` first, or pass --study-storage")
+        raise ZSLError(f"no study storage at {url}; run `zsl tune` first, or pass --study-storage")
     try:
         study = optuna.load_study(study_name=name, storage=_storage(url, cache_dir))
     except KeyError:
@@ -197,12 +318,13 @@ def study_best_params(name: str, storage: str | None = None, *, cache_dir=None) 
 def describe(study) -> str:
     import optuna
 
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         return f"study {study.study_name!r}: no completed trials"
-    best = max(done, key=lambda t: t.value)
+    best = max(done, key=lambda t: (t.value, -t.number))
     return (f"study {study.study_name!r}: {len(study.trials)} trials ({len(done)} complete); "
-            f"best validation score {best.value:.4f} with {best.params}")
+            f"best score {best.value:.4f} with {best.params}")
 
 
-__all__ = ["best_params", "default_storage", "describe", "study_best_params", "study_name", "suggest", "tune", "validation_score"]
+__all__ = ["OBJECTIVES", "SAMPLERS", "class_folds", "classwise_cv_score", "default_storage", "describe", "open_study",
+           "run_study", "search_grid", "study_best_params", "study_name", "suggest", "tune", "validation_score"]

@@ -81,7 +81,7 @@ def evaluate(dataset, params: dict[str, Any], *, seed: int = 0, preset: str = "d
              semantics: str | None = None, return_model: bool = False) -> dict[str, Any]:
     """ZSL acc and GZSL U/S/H (gamma chosen on validation classes) of CPL with ``params`` fixed."""
     from .._registry import create_method
-    from ..eval.protocol import _score_split
+    from ..eval.protocol import score_split
 
     S = dataset.class_embeddings(semantics)
 
@@ -90,10 +90,10 @@ def evaluate(dataset, params: dict[str, Any], *, seed: int = 0, preset: str = "d
         m.set_params(random_state=seed)
         return m.fit(*dataset.subset(split), S, classes)
 
-    val = _score_split(fitted("train", dataset.train_classes), dataset, "gzsl", stage="val")
+    val = score_split(fitted("train", dataset.train_classes), dataset, "gzsl", stage="val")
     model = fitted("trainval", dataset.seen_classes)
-    zsl = _score_split(model, dataset, "zsl", stage="test")
-    gzsl = _score_split(model, dataset, "gzsl", stage="test", gamma=val["gamma"])
+    zsl = score_split(model, dataset, "zsl", stage="test")
+    gzsl = score_split(model, dataset, "gzsl", stage="test", gamma=val["gamma"])
     out = {"acc": zsl["acc"], "U": gzsl["U"], "S": gzsl["S"], "H": gzsl["H"], "gamma": val["gamma"],
            "per_class": zsl["per_class"]}
     if return_model:

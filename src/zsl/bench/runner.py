@@ -68,7 +68,33 @@ def load_grid(name_or_path: str | os.PathLike) -> dict[str, Any]:
     bad = [s for s in grid["settings"] if s not in ("zsl", "gzsl")]
     if bad:
         raise ZSLError(f"grid {grid['name']!r}: unknown settings {bad}; valid: zsl, gzsl")
+    where = f"grid {grid['name']!r}"
+    if grid["methods"] != "all" and (not isinstance(grid["methods"], list) or not grid["methods"]
+                                     or not all(isinstance(m, str) for m in grid["methods"])):
+        raise ZSLError(f"{where}: 'methods' must be \"all\" or a non-empty list of method names, got {grid['methods']!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in grid["seeds"]):
+        raise ZSLError(f"{where}: 'seeds' must be integers in [0, {2**32 - 1}], got {grid['seeds']!r}")
+    if not isinstance(grid["datasets"], dict) or not all(isinstance(v, dict) for v in grid["datasets"].values()):
+        raise ZSLError(f"{where}: 'datasets' must be tables ([datasets.NAME])")
+    for name, opts in grid["datasets"].items():
+        splits = opts.get("splits", [])
+        if not isinstance(splits, list) or not all(isinstance(x, str) for x in splits):
+            raise ZSLError(f"{where}: datasets.{name}.splits must be a list of split names, got {splits!r}")
+    _check_presets(grid)
     return grid
+
+
+def _check_presets(grid: dict[str, Any]) -> None:
+    """Every preset a grid names must be declared by some method (a typo would silently fall back)."""
+    from .._registry import get_method_class, list_methods
+
+    declared = {p for name in list_methods() for p in get_method_class(name).all_presets()}
+    named = [*grid["presets"], *(p for opts in grid["datasets"].values() for p in opts.get("presets", [])),
+             *(opts["preset"] for opts in grid["method_options"].values() if "preset" in opts)]
+    unknown = sorted(set(named) - declared)
+    if unknown:
+        raise ZSLError(f"grid {grid['name']!r} names presets no method declares: {', '.join(unknown)}; "
+                       f"valid: {', '.join(sorted(declared))}")
 
 
 def grid_methods(grid: dict[str, Any], dataset: str | None = None) -> list[str]:
@@ -91,7 +117,7 @@ def grid_methods(grid: dict[str, Any], dataset: str | None = None) -> list[str]:
             opts = grid["method_options"].get(base, {})
             ds_order = grid["datasets"].get(dataset, {}).get("presets", []) if dataset else []
             order = [opts["preset"]] if "preset" in opts else [*ds_order, *grid["presets"]]
-            preset = next((p for p in order if p in cls.presets), "default")
+            preset = next((p for p in order if p in cls.all_presets()), "default")
         specs.append(f"{base}.{preset}")
     return specs
 

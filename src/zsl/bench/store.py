@@ -8,12 +8,22 @@ stored at most once), the resolved config and its hash, the code version, the da
 fingerprint, the metrics, fit/predict/wall seconds and peak memory, or the error that stopped it.
 Rows are written in one transaction after the cell finishes, so a crash (even SIGKILL) leaves
 either the whole row or nothing; a resumed benchmark skips every hash already stored.
+
+Opening is safe under concurrency: several benchmark processes started together on a new store
+all create the schema with ``CREATE TABLE/INDEX IF NOT EXISTS`` (atomic in SQLite, which waits
+for the write lock), and a creation that still loses a race (PostgreSQL's catalog can report a
+duplicate for concurrent ``IF NOT EXISTS``) is retried after checking what the winner made. An
+existing table must have every column zsl writes, or the store is refused before any work.
+:meth:`ResultsStore.check_writable` inserts a row in a transaction it rolls back, so a read-only
+store is reported before a benchmark computes results it could not keep.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import socket
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,16 +39,31 @@ def normalise_url(url: str | None, cache_dir=None) -> str:
         return f"sqlite:///{cache_root(cache_dir) / 'results.db'}"
     if "://" not in url:  # a bare file path
         p = Path(url).expanduser()
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_dir():
+            raise ZSLError(f"--store {p}: is a folder; give a database file (e.g. {p / 'results.db'}) or a SQLAlchemy URL")
+        _make_parent(p, url)
         return f"sqlite:///{p.resolve()}"
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg2  # noqa: F401
         except ImportError:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
+        _make_parent(Path(url[len("sqlite:///"):].split("?", 1)[0]).expanduser(), url)
     return url
+
+
+def _make_parent(path: Path, url: str) -> None:
+    from ..io import file_in_the_way
+
+    blocker = file_in_the_way(path.parent)
+    if blocker is not None:
+        raise ZSLError(f"database {url!r}: {blocker} is a file, not a folder; choose another place")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZSLError(f"cannot create the folder of results store {url!r}: {exc.strerror or exc}; "
+                       "choose a writable place") from None
 
 
 def make_engine(url: str):
@@ -95,10 +120,51 @@ class ResultsStore:
             sa.Column("host", sa.String(128)),
             sa.Column("created_at", sa.String(32)),
         )
+        self._create_schema()
+
+    def _create_schema(self, attempts: int = 5) -> None:
+        """Create the table and its indexes if missing, safely when several processes do it at once."""
+        import sqlalchemy as sa
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        error = None
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(CreateTable(self.table, if_not_exists=True))
+                    for index in sorted(self.table.indexes, key=lambda i: i.name or ""):
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+                error = None
+                break
+            except sa.exc.SQLAlchemyError as exc:  # lost a race in the catalog, or the store is unusable
+                error = exc
+                time.sleep(0.05 * (attempt + 1))
         try:
-            md.create_all(self.engine)
-        except Exception as exc:
-            raise ZSLError(f"cannot open results store {self.url!r}: {str(exc).splitlines()[0]}") from None
+            columns = {c["name"] for c in sa.inspect(self.engine).get_columns("runs")}
+        except (sa.exc.SQLAlchemyError, sa.exc.NoSuchTableError) as exc:
+            first = str(error or exc).splitlines()[0]
+            raise ZSLError(f"cannot open results store {self.url!r}: {first}") from None
+        missing = [c.name for c in self.table.columns if c.name not in columns]
+        if missing:
+            raise ZSLError(f"results store {self.url!r} has a table 'runs' that is not a zsl results table (missing columns: "
+                           f"{', '.join(missing[:6])}); use another --store")
+
+    def check_writable(self) -> None:
+        """Raise a one-line error unless a row can be inserted (tried in a transaction that is rolled back)."""
+        import sqlalchemy as sa
+
+        probe = {"cell_hash": f"probe-{uuid.uuid4().hex[:24]}", "method": "-", "spec": "-", "dataset": "-", "split": "-",
+                 "setting": "-", "seed": 0, "status": "probe", "config_json": "{}"}
+        try:
+            with self.engine.connect() as conn:
+                trans = conn.begin()
+                try:
+                    conn.execute(sa.insert(self.table).values(**probe))
+                finally:
+                    trans.rollback()
+        except sa.exc.SQLAlchemyError as exc:
+            raise ZSLError(f"results store {self.url!r} cannot be written ({str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}); "
+                           "check the file's permissions or pass --store with a writable place") from None
 
     # ------------------------------------------------------------------------------------
     def done_hashes(self, *, include_errors: bool = True) -> set[str]:
@@ -147,8 +213,12 @@ class ResultsStore:
         with self.engine.connect() as conn:
             out = [dict(r._mapping) for r in conn.execute(q)]
         for r in out:
-            r["metrics"] = json.loads(r["metrics_json"]) if r.get("metrics_json") else {}
-            r["config"] = json.loads(r["config_json"]) if r.get("config_json") else {}
+            try:
+                r["metrics"] = json.loads(r["metrics_json"]) if r.get("metrics_json") else {}
+                r["config"] = json.loads(r["config_json"]) if r.get("config_json") else {}
+            except (TypeError, ValueError) as exc:
+                raise ZSLError(f"results store {self.url!r}: row {r.get('id')} holds malformed JSON ({exc}); the store was "
+                               "edited or is damaged -- delete that row or use another --store") from None
         return out
 
     def count(self) -> int:

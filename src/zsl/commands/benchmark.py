@@ -28,17 +28,51 @@ def register(subparsers) -> None:
     p.set_defaults(func=_handler, grid="quick")
 
 
+def check_filters(grid: dict, methods: list[str] | None, datasets: list[str] | None, data_root=None) -> None:
+    """``--methods`` / ``--datasets`` must name things the grid has: a typo is an error, never "0 cells run"."""
+    from .._registry import get_method_class
+    from ..bench.runner import grid_datasets, grid_methods
+    from ..errors import ZSLError
+
+    if methods:
+        in_grid = sorted({spec.split(".", 1)[0] for spec in grid_methods(grid)})
+        for name in methods:
+            cls = get_method_class(name)  # an unknown method: the error lists every registered method
+            preset = name.partition(".")[2]
+            if preset and preset not in cls.all_presets():
+                raise ZSLError(f"--methods {name}: unknown preset {preset!r} for method {cls.name!r}; valid presets: "
+                               f"{', '.join(sorted(cls.all_presets()))}")
+            if name.split(".", 1)[0] not in in_grid:
+                raise ZSLError(f"--methods {name}: not in grid {grid['name']!r}; its methods: {', '.join(in_grid)}")
+    if datasets:
+        sets, _ = grid_datasets(grid, data_root)
+        available = sorted({d for d, _, _ in sets})
+        for name in datasets:
+            if name not in available:
+                declared = sorted(k for k, v in grid["datasets"].items() if not v.get("only_as_fallback"))
+                raise ZSLError(f"--datasets {name}: grid {grid['name']!r} has no such dataset under the data root; "
+                               f"available: {', '.join(available) or 'none'} (the grid declares: {', '.join(declared) or 'none'}); "
+                               "point at the data with --data-root or ZSL_DATA")
+
+
 def _handler(args) -> int:
     from ..bench.report import markdown
     from ..bench.runner import load_grid, run_benchmark
     from ..bench.store import ResultsStore
+    from ..errors import ZSLError
 
     t0 = time.perf_counter()
     grid = load_grid(args.grid)
+    check_filters(grid, args.methods, args.datasets, args.data_root)
     store = ResultsStore(args.store, cache_dir=args.cache_dir)
+    store.check_writable()  # before any cell runs: results are never computed and then lost
     print(f"zsl benchmark: grid {grid['name']!r}, results store {store.url}", file=sys.stderr, flush=True)
     summary = run_benchmark(grid, store, data_root=args.data_root, cache_dir=args.cache_dir, methods=args.methods,
                             datasets=args.datasets, retry_errors=args.retry_errors)
+    if not summary["cells"] and not summary["load_errors"] and not summary["over_budget"]:
+        raise ZSLError(f"no cell of grid {grid['name']!r} matches --methods {' '.join(args.methods or ['(all)'])} "
+                       f"--datasets {' '.join(args.datasets or ['(all)'])}; a method named with a preset must use the "
+                       "preset the grid picks (give the method name alone)")
     hashes = set(summary["cells"])
     rows = [r for r in store.rows() if r["cell_hash"] in hashes]
     print(markdown(rows, title_suffix=f" — grid `{grid['name']}`"))

@@ -1,8 +1,9 @@
 """``zsl cpl ablation|relation|sensitivity|confusion|similarity|tsne|search``: the CPL slides' analyses.
 
 Figures (PNG) and tables (markdown) go to ``--out`` (default
-``<cache>/analyses/cpl/<dataset>-<split>/``); ``search`` runs or resumes the class-wise
-cross-validation Optuna study; ``zsl run cpl --params-from-study NAME`` applies its best trial.
+``<cache>/analyses/cpl/<dataset>-<split>/``). ``search`` is the slides' class-wise cross-validation
+over their grid: exactly ``zsl tune cpl --objective classwise-cv --sampler grid`` (one tuner);
+``zsl run cpl --params-from-study NAME`` applies its best trial.
 """
 from __future__ import annotations
 
@@ -31,32 +32,33 @@ def register(subparsers) -> None:
     g.add_argument("--folds", type=int, default=3, help="search: class-wise folds over the seen classes (default 3)")
     g.add_argument("--storage", default=None, help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/studies.db)")
     g.add_argument("--max-per-class", type=int, default=0, help="search: images per seen class used (default 0 = all)")
+    g.add_argument("--json", action="store_true", help="search: print one JSON object with the best parameters")
     p.set_defaults(func=_cmd_cpl)
 
 
 def _cmd_cpl(args) -> int:
+    from .._registry import create_method
     from ..cli import parse_overrides
     from ..data import load_dataset, require_semantics
     from ..errors import ZSLError
 
-    ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
-                           args.semantics, args.cache_dir)
+    create_method(f"cpl.{args.preset}", **parse_overrides(args.set))  # a bad --set or preset: one line, before any work
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.analysis == "search":
-        from ..cpl_search import best_cpl_params, search, study_name
+        import argparse
 
-        from ..cpl_search import default_storage
+        from .tune import run_tune
 
-        storage = args.storage or default_storage(args.cache_dir)
-        study = search(ds, n_trials=args.n_trials, folds=args.folds, preset=args.preset, storage=storage,
-                       semantics=args.semantics, max_per_class=args.max_per_class or None, log=log)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-        best = best_cpl_params(ds.name, ds.split, storage, semantics=args.semantics or ds.default_semantics)
-        print(f"study {study_name(ds.name, ds.split, args.semantics or ds.default_semantics)}: {len(done)} complete trials; "
-              f"best {max(t.value for t in done):.4f} with {best}")
-        return 0
+        return run_tune(argparse.Namespace(
+            method=f"cpl.{args.preset}", dataset=args.dataset, split=args.split, semantics=args.semantics,
+            data_root=args.data_root, cache_dir=args.cache_dir, objective="classwise-cv", setting="zsl",
+            trials=args.n_trials, sampler="grid", folds=args.folds, storage=args.storage, study_name=None, seed=0,
+            max_per_class=args.max_per_class or None, set=args.set, json=args.json))
 
     from ..analysis import cpl as analysis
+
+    ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir),
+                           args.semantics, args.cache_dir)
 
     try:
         seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]

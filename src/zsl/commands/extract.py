@@ -1,11 +1,16 @@
-"""``zsl extract IMAGE_DIR_OR_TAR --out FILE.npz``: EfficientNet-Lite0 features of an image folder.
+"""``zsl extract IMAGES --out FILE.npz``: EfficientNet-Lite0 features of any folder of images.
 
-Writes (atomically) ``features`` (n, 1280) float32, ``labels`` (n,) int64 class ids, ``class_names``
-(C,) str (sorted folder names), ``paths`` (n,) str, ``resolution`` and ``backbone``; with ``--logits``
-also ``logits`` (n, 1000). For a ``root/train/<class>`` + ``root/test/<class>`` tree, ``parts`` (n,)
-says which part each row comes from. Images that fail to decode are left out (a warning names them)
-and listed in ``skipped``. Features are cached (see :mod:`zsl.features`), so a rerun is instant and
-an interrupted run resumes.
+IMAGES is a folder (class subfolders optional: ``root/<class>/*.jpg``, loose photos, or both, or a
+``root/train/<class>`` + ``root/test/<class>`` tree), a ``.tar.gz`` of one, or a single image. The
+command first says what it found, checks that ``--out`` can be written, then extracts.
+
+Writes (atomically) ``features`` (n, 1280) float32, ``labels`` (n,) int64 class ids (-1 for images
+outside a class folder), ``class_names`` (C,) str (sorted folder names; empty when there are none),
+``paths`` (n,) str, ``resolution`` and ``backbone``; with ``--logits`` also ``logits`` (n, 1000).
+For a train/test tree, ``parts`` (n,) says which part each row comes from. Images that fail to
+decode are left out (a warning names them and says why) and listed in ``skipped`` with
+``skip_reasons``. Features are cached (see :mod:`zsl.features`), so a rerun is instant, an
+interrupted run resumes, and a repaired image is tried again.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("extract", help="extract EfficientNet-Lite0 features of an image folder or .tar.gz",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("images", help="folder of class subfolders (root/<class>/*.jpg) or a .tar.gz of one")
+    p.add_argument("images", help="folder of images (class subfolders optional), a .tar.gz of one, or one image")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help=f"input size in pixels (default {DEFAULT_RESOLUTION})")
     p.add_argument("--batch-size", type=int, default=64)
@@ -33,37 +38,47 @@ def _cmd_extract(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..data.image_folder import resolve_image_root, scan_image_folder
+    from ..data.image_folder import scan_images
     from ..errors import ZSLError
     from ..features import BACKBONE, extract
-    from ..io import atomic_save_npz
+    from ..io import check_writable
+    from ..persist import save_npz
 
-    out = Path(args.out)
+    out = Path(args.out).expanduser()
     if out.suffix != ".npz":
         raise ZSLError(f"--out {out}: the output must be a .npz file")
-    if out.exists() and out.is_dir():
-        raise ZSLError(f"--out {out}: is a folder; give a file name ending in .npz")
-    root = resolve_image_root(args.images, args.cache_dir)
-    names, parts = scan_image_folder(root)
-    rows = [(part, path, cid) for part, items in parts.items() for path, cid in items]
+    check_writable(out, what="--out", kind="file")  # before the extraction, whose result would be lost
+    for flag, value, lo in (("--batch-size", args.batch_size, 1), ("--num-workers", args.num_workers, 0)):
+        if value is not None and value < lo:
+            raise ZSLError(f"{flag} must be >= {lo}, got {value}")
+    if not 32 <= args.resolution <= 1024:
+        raise ZSLError(f"--resolution must be in [32, 1024] pixels, got {args.resolution}")
+    scan = scan_images(args.images, args.cache_dir)
+    print(f"zsl extract: {scan.describe()}", file=sys.stderr, flush=True)
+    rows = scan.rows
     ext = extract([r[1] for r in rows], resolution=args.resolution, batch_size=args.batch_size,
                   num_workers=args.num_workers, cache_dir=args.cache_dir, progress=not args.no_progress,
                   with_logits=args.logits)
     kept = [r for r, v in zip(rows, ext.valid) if v]
+    if not kept:
+        raise ZSLError(f"{args.images}: none of the {len(rows)} images could be decoded (first: {ext.skipped[0]}: "
+                       f"{ext.skip_reasons[0]}); nothing written")
     arrays = dict(
         features=ext.features,
         labels=np.asarray([r[2] for r in kept], np.int64),
-        class_names=np.asarray(names),
-        paths=np.asarray([r[1] for r in kept]),
+        class_names=np.asarray(scan.class_names, dtype=str),
+        paths=np.asarray([r[1] for r in kept], dtype=str),
         skipped=np.asarray(ext.skipped, dtype=str),
+        skip_reasons=np.asarray(ext.skip_reasons, dtype=str),
         resolution=np.int64(args.resolution),
         backbone=np.asarray(BACKBONE),
     )
-    if "all" not in parts:
-        arrays["parts"] = np.asarray([r[0] for r in kept])
+    if any(r[0] != "all" for r in rows):
+        arrays["parts"] = np.asarray([r[0] for r in kept], dtype=str)
     if args.logits:
         arrays["logits"] = ext.logits
-    atomic_save_npz(out, **arrays)
-    print(f"wrote {out}: {len(kept)} images x {ext.features.shape[1]} features, {len(names)} classes"
+    save_npz(out, **arrays)
+    n_classes = len(scan.class_names)
+    print(f"wrote {out}: {len(kept)} images x {ext.features.shape[1]} features, {n_classes} class{'es' * (n_classes != 1)}"
           f"{f', {len(ext.skipped)} skipped' if ext.skipped else ''}", file=sys.stderr)
     return 0

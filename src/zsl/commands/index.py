@@ -6,7 +6,7 @@
 ``build`` fits the hashing method on the seen-class training images (the zero-shot retrieval
 protocol of ``zsl.eval.retrieval``), encodes the retrieval database (cifar10: every train-folder
 image; other datasets: every image but the held-out queries) and writes the index folder of
-``zsl.index`` (faiss binary index + fitted model + manifest). ``search`` takes a features file
+``zsl.index`` (arrays + JSON: the fitted model, the codes, the faiss structure, a manifest). ``search`` takes a features file
 (``.npz`` with ``X`` or ``features``, optionally ``extractor`` and ``resolution`` entries, or a
 ``.npy``) or an image file (features extracted with the backbone and resolution the index was
 built with), encodes it and prints the k nearest database items by Hamming distance.
@@ -52,6 +52,22 @@ def register(subparsers) -> None:
     s.set_defaults(func=_cmd_search)
 
 
+def check_index_out(out: Path) -> None:
+    """``--out`` must be a new folder, an empty one or an earlier index (never a user's other files)."""
+    from ..index import FILES, MANIFEST
+    from ..io import check_writable
+
+    if out.exists() and not out.is_dir():
+        raise ZSLError(f"--out {out}: is a file; give a folder for the index")
+    # an earlier index, complete or cut short (temp files of atomic writes, format-1 files), is replaced
+    ours = {MANIFEST, *FILES, "model.pkl", "codes.faiss"}
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.endswith(".tmp")) if out.is_dir() else []
+    if others:
+        raise ZSLError(f"--out {out}: the folder holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                       "give a new or empty folder (an earlier index there is replaced)")
+    check_writable(out, what="--out", kind="folder")
+
+
 def _cmd_build(args) -> int:
     from .._registry import create_method, get_method_class
     from ..data import load_dataset
@@ -62,6 +78,13 @@ def _cmd_build(args) -> int:
         raise ZSLError(f"method {args.method!r} is not a hashing method; use lsh, itq, sdh or zsh")
     if args.bits <= 0 or args.bits % 8:
         raise ZSLError(f"--bits {args.bits}: the code length must be a positive multiple of 8")
+    for flag, value, lo in (("--hnsw-m", args.hnsw_m, 2), ("--ef-search", args.ef_search, 1), ("--nlist", args.nlist, 1),
+                            ("--nprobe", args.nprobe, 1)):
+        if value is not None and value < lo:
+            raise ZSLError(f"{flag} must be >= {lo}, got {value}")
+    out = Path(args.out).expanduser()
+    check_index_out(out)  # before the fit: a fit is never computed and then lost
+    create_method(args.method, n_bits=args.bits)  # parameter errors before the data is read
     ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
     data = retrieval_data(ds, seed=args.seed)
     method = create_method(args.method, n_bits=args.bits)
@@ -74,7 +97,7 @@ def _cmd_build(args) -> int:
         database["path"] = np.asarray(data.database_paths)
     params = {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search} if args.kind == "hnsw" else (
         {"nlist": args.nlist, "nprobe": args.nprobe} if args.kind == "ivf" else {})
-    out = build_index(method, codes, args.out, method_spec=args.method, feature_extractor=feature_extractor_of(ds),
+    out = build_index(method, codes, out, method_spec=args.method, feature_extractor=feature_extractor_of(ds),
                       dataset_info={"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint(),
                                     "semantics": args.semantics or ds.default_semantics, "n_train": int(len(data.y_train))},
                       database=database, kind=args.kind, **params)

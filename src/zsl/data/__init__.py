@@ -139,6 +139,11 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, cache_d
     if name.startswith("image-folder:"):
         from .image_folder import read_image_folder
 
+        if not name.split(":", 1)[1].strip():
+            raise DataError("image-folder: needs a path, e.g. --dataset image-folder:~/photos (a folder of class folders or a .tar.gz)")
+        if split not in (None, "default"):
+            raise DataError(f"an image folder has one split, 'default' (unseen classes drawn with the seed); got {split!r}. "
+                            "Valid splits: default")
         return read_image_folder(name.split(":", 1)[1], cache_dir=cache_dir, **kwargs)
     if name in _DATASETS:
         spec = _DATASETS[name]

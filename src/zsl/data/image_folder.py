@@ -17,9 +17,11 @@ Layouts:
   extraction, and with it the cached features (keyed on the extracted files).
 
 Images that fail to decode are skipped with one warning and dropped from the dataset
-(``meta["skipped"]``). Class ids follow the sorted folder names. Unseen classes: given by name, else
-``round(0.2 C)`` (at least 1) drawn with ``seed``; validation classes (tuning only): given, else
-``round(0.2 * n_seen)`` (at least 1) of the seen classes drawn with ``seed``. ``max_per_class``
+(``meta["skipped"]``, with ``meta["skip_reasons"]``). Class ids follow the sorted folder names.
+Unseen classes: given by name, else ``round(0.2 C)`` -- at least 2 from 5 classes on, so ZSL
+accuracy is over at least two candidates -- drawn with ``seed``; validation classes (tuning only):
+given, else ``round(0.2 * n_seen)`` (at least 2 from 5 seen classes on, else 1) of the seen
+classes drawn with ``seed``. Image folders have one split, ``default``. ``max_per_class``
 keeps at most that many images per class and part (seeded) for quick runs; when the full folder's
 features are cached they are reused, otherwise only the kept images are extracted.
 
@@ -44,6 +46,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -113,7 +116,7 @@ def extract_tar_once(tar_path: str | os.PathLike, cache_dir=None) -> Path:
             with tarfile.open(tar_path) as tf:
                 tf.extractall(tmp, filter="data")
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"{tar_path}: not a readable tar archive ({type(exc).__name__}: {str(exc)[:100]}); "
+            raise DataError(f"{tar_path}: not a readable tar archive ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); "
                             "pass a folder of class subfolders or a .tar.gz of one") from None
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
         try:
@@ -136,6 +139,20 @@ def _images_in(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
+def _is_wrapper(path: Path) -> bool:
+    """One visible subfolder that itself holds folders and no images (``archive/animals/<class>/``).
+
+    A lone folder *of images* is a class folder (``~/photos/cats/*.jpg``), not a wrapper.
+    """
+    subdirs = _class_dirs(path)
+    if len(subdirs) != 1 or subdirs[0].name in ("train", "test"):
+        return False
+    if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir()):
+        return False
+    inner = subdirs[0]
+    return bool(_class_dirs(inner)) and not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in inner.iterdir())
+
+
 def resolve_image_root(path_or_tar, cache_dir=None) -> Path:
     """Folder holding the class folders (or train/ and test/): extracts archives, skips one wrapper folder."""
     path = Path(path_or_tar).expanduser()
@@ -145,11 +162,101 @@ def resolve_image_root(path_or_tar, cache_dir=None) -> Path:
         if not _is_tar(path):
             raise DataError(f"{path}: not a folder or a .tar.gz/.tgz/.tar archive of class folders")
         path = extract_tar_once(path, cache_dir)
-    subdirs = _class_dirs(path)
-    loose = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if len(subdirs) == 1 and not loose and not {"train", "test"} & {subdirs[0].name}:
-        path = subdirs[0]  # archive wrapped in one top folder
+    try:
+        if _is_wrapper(path):
+            path = _class_dirs(path)[0]  # archive wrapped in one top folder
+    except OSError as exc:
+        raise DataError(f"{path}: cannot list the folder ({exc.strerror or exc}); check its permissions") from None
     return path
+
+
+@dataclass
+class ImageScan:
+    """Every image under a folder, with its class folder when it has one (``zsl extract``).
+
+    rows: (part, path, class id or -1 for an image outside any class folder); part is ``all``, or
+    ``train``/``test`` for a ``root/train/<class>`` + ``root/test/<class>`` tree.
+    """
+
+    root: Path
+    class_names: list[str]
+    rows: list[tuple[str, str, int]]
+    ignored_files: int = 0
+    empty_folders: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        n = len(self.rows)
+        counts = np.bincount([c for _, _, c in self.rows if c >= 0], minlength=len(self.class_names))
+        loose = sum(1 for _, _, c in self.rows if c < 0)
+        parts = sorted({p for p, _, _ in self.rows} - {"all"})
+        out = f"found {n} image{'s' * (n != 1)} in {self.root}"
+        if self.class_names:
+            shown = ", ".join(f"{name} ({k})" for name, k in list(zip(self.class_names, counts.tolist()))[:8])
+            more = f", ... ({len(self.class_names) - 8} more)" if len(self.class_names) > 8 else ""
+            out += f": {len(self.class_names)} class folder{'s' * (len(self.class_names) != 1)} ({shown}{more})"
+            if parts:
+                out += f" in {'/'.join(parts)} parts"
+        if loose:
+            out += f"{';' if self.class_names else ':'} {loose} image{'s' * (loose != 1)} outside class folders (label -1)"
+        if self.empty_folders:
+            out += f"; {len(self.empty_folders)} folder{'s' * (len(self.empty_folders) != 1)} without images ignored"
+        if self.ignored_files:
+            out += f"; {self.ignored_files} non-image file{'s' * (self.ignored_files != 1)} ignored"
+        return out
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def scan_images(path_or_tar, cache_dir=None) -> ImageScan:
+    """Every image under a folder, an archive of one, or a single image file; class folders optional.
+
+    Class folders are the visible subfolders holding images (at any depth below them); images
+    directly in the root are kept with class -1; a ``train/`` + ``test/`` pair of class-folder trees
+    is read as two parts. Raises a :class:`DataError` only when there is no image at all.
+    """
+    path = Path(path_or_tar).expanduser()
+    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageScan(path.parent, [], [("all", str(path), -1)])
+    root = resolve_image_root(path, cache_dir)
+    try:
+        subdirs = {d.name: d for d in _class_dirs(root)}
+        if "train" in subdirs and "test" in subdirs and _class_dirs(subdirs["train"]):
+            parts = {"train": subdirs["train"], "test": subdirs["test"]}
+        else:
+            parts = {"all": root}
+        found: dict[str, list[tuple[str, str]]] = {}  # class -> [(part, path)]
+        loose: list[tuple[str, str]] = []
+        ignored = 0
+        empty = []
+        for part, folder in parts.items():
+            for f in sorted(folder.iterdir()):
+                if f.name.startswith("."):
+                    continue
+                if _is_image(f):
+                    loose.append((part, str(f)))
+                elif f.is_file():
+                    ignored += 1
+            for d in _class_dirs(folder):
+                files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+                images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+                ignored += len(files) - len(images)
+                if images:
+                    found.setdefault(d.name, []).extend((part, str(p)) for p in images)
+                else:
+                    empty.append(d.name)
+    except OSError as exc:
+        raise DataError(f"{root}: cannot list the folder ({exc.strerror or exc}); check its permissions") from None
+    names = sorted(found)
+    rows = [(part, p, -1) for part, p in loose]
+    rows += [(part, p, names.index(name)) for name in names for part, p in found[name]]
+    rows.sort(key=lambda r: (r[0] != "train", r[0], r[2], r[1]))
+    empty = sorted(set(empty) - set(names))
+    if not rows:
+        raise DataError(f"{root}: no images found ({', '.join(sorted(IMAGE_EXTENSIONS))}), neither in the folder nor in "
+                        f"subfolders{f'; {ignored} other files ignored' if ignored else ''}")
+    return ImageScan(root, names, rows, ignored, empty)
 
 
 def scan_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
@@ -202,6 +309,24 @@ def _subsample(rows: list[tuple[str, int]], max_per_class: int | None, rng: np.r
     return sorted(keep)
 
 
+def default_unseen_count(n_classes: int) -> int:
+    """round(0.2 C), and at least 2 once the folder has 5 classes (else 1).
+
+    ZSL top-1 over a single unseen class is 1.0 whatever the method does, so two candidates are
+    the least that measures anything; with 3-4 classes one unseen class leaves two to train on.
+    """
+    return max(2 if n_classes >= 5 else 1, round(0.2 * n_classes))
+
+
+def default_val_count(n_seen: int) -> int:
+    """round(0.2 S) validation classes, at least 2 once 5 seen classes allow it (else 1).
+
+    ZSL model selection on one validation class scores every candidate 1.0; with fewer than 5
+    seen classes two validation classes would leave too few to train on.
+    """
+    return max(2 if n_seen >= 5 else 1, round(0.2 * n_seen))
+
+
 def read_image_folder(
     path_or_tar,
     *,
@@ -238,13 +363,13 @@ def read_image_folder(
     rng = np.random.default_rng([seed, 7])
     unseen = _class_ids(names, unseen_classes, "unseen", where)
     if unseen is None:
-        unseen = sorted(rng.choice(C, size=max(1, round(0.2 * C)), replace=False).tolist())
+        unseen = sorted(rng.choice(C, size=default_unseen_count(C), replace=False).tolist())
     seen = [c for c in range(C) if c not in unseen]
     if len(seen) < 2 or not unseen:
         raise DataError(f"{where}: need at least 2 seen and 1 unseen class; got {len(seen)} seen, {len(unseen)} unseen")
     val = _class_ids(names, val_classes, "validation", where)
     if val is None:
-        val = sorted(rng.choice(seen, size=max(1, round(0.2 * len(seen))), replace=False).tolist())
+        val = sorted(rng.choice(seen, size=default_val_count(len(seen)), replace=False).tolist())
     if set(val) - set(seen):
         raise DataError(f"{where}: validation classes must be seen classes; {[names[c] for c in set(val) - set(seen)]} are unseen")
     if len(val) >= len(seen):
@@ -303,6 +428,7 @@ def read_image_folder(
             "root": str(root),
             "paths": [parts[p][i][0] for p, i in kept],
             "skipped": skipped,
+            "skip_reasons": list(ext.skip_reasons),
             "backbone": "efficientnet-lite0",
             "resolution": resolution,
             "max_per_class": max_per_class,

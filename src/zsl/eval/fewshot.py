@@ -71,8 +71,9 @@ def gaussian_fewshot_table(dataset, *, semantics: str | None = None, shots=(1, 5
     """
     import torch
 
-    from ..methods._torch_utils import Checkpointer, FeaturePreprocessor, torch_generator, torch_threads
     from ..methods.cvae_clusterable import train_gaussian_map
+    from ..nn import torch_generator, torch_threads
+    from ..preprocessing import FeaturePreprocessor
 
     Xb, yb = dataset.subset("trainval")
     base = dataset.seen_classes
@@ -81,7 +82,7 @@ def gaussian_fewshot_table(dataset, *, semantics: str | None = None, shots=(1, 5
     with torch_threads(1):
         prep = FeaturePreprocessor(pca_dim, random_state=seed).fit(Xb)
         F = train_gaussian_map(prep.transform(Xb), np.searchsorted(base, yb), len(base), dim=dim, gamma=gamma, epochs=epochs,
-                               batch_size=batch_size, lr=lr, gen=torch_generator(seed), checkpoint=Checkpointer(None),
+                               batch_size=batch_size, lr=lr, gen=torch_generator(seed),
                                progress=progress, desc="Gaussian map on base classes")
         with torch.no_grad():
             Hn = F(torch.as_tensor(prep.transform(Xn))).numpy()

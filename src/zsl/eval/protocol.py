@@ -5,13 +5,24 @@
 1. Selection (``val``, the default): every combination of the method's ``param_grid`` (minus the
    parameters the caller fixed) is fitted on the *train* classes and scored on the validation
    classes, which are seen classes held out as pseudo-unseen: ZSL per-class accuracy over the
-   validation classes, or for GZSL the calibrated H over val_seen + val_unseen. Test data is never
+   validation classes, or for GZSL H over val_seen + val_unseen -- calibrated H by default, or
+   the uncalibrated H for methods that declare ``gzsl_objective = "H_uncalibrated"`` (the
+   generative ones: their GZSL classifier is trained over all classes, so the balance of seen
+   and unseen in its raw scores is part of what their parameters control, and the raw H is the
+   papers' number). The objective used is recorded in the run's ``validation``. Test data is never
    looked at. ``none`` uses the preset as it is. ``oracle`` picks by *test* score, as many papers
    do; it exists only for parity with published numbers and every output labels it.
 2. GZSL calibration: gamma (subtracted from seen-class scores) maximises H on the validation
    split with the selected parameters.
 3. Final fit on trainval with the selected parameters and the run's seed; test ZSL accuracy over
    the unseen classes, or GZSL U/S/H over all classes with and without calibration, plus AUSUC.
+
+Dataset presets: a method named without a preset (``"eszsl"``) runs with the preset named after
+the dataset when the method declares one (``eszsl.flo`` on FLO, ``cvae_clusterable.awa1`` on
+AwA1): those values were chosen on that dataset's validation classes (the measurements are in
+``benchmarks/results/``), so a choice made on one kind of features is never the default on
+another. Otherwise the ``default`` preset is used. The resolved spec is recorded in the run's
+config (``method`` and ``preset``).
 
 Reuse of fits is explicit: a caller that runs several settings of one method on one dataset (the
 benchmark, ``zsl run --setting both``) passes one :class:`FitCache`; the ZSL and GZSL runs then
@@ -73,6 +84,13 @@ def peak_rss_mb() -> float:
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
 
+def resolve_spec(spec: str, dataset_name: str) -> str:
+    """``name`` -> ``name.<dataset>`` when the method declares that dataset preset; explicit presets stay."""
+    if "." in spec:
+        return spec
+    return f"{spec}.{dataset_name}" if dataset_name in get_method_class(spec).dataset_presets else spec
+
+
 # -- fitting and reuse ---------------------------------------------------------------------------
 def make_method(spec: str, params: dict[str, Any], seed: int):
     """``create_method(spec, **params)`` with ``random_state`` set to the run's seed."""
@@ -101,15 +119,18 @@ class FitCache:
     A fit is reused only when everything that determines it is identical: the method class and
     its result-determining parameters (``get_params()`` minus ``runtime_params``; the seed is
     ``random_state``), the dataset fingerprint, the subset, and digests of the class embeddings
-    and the class list. ``max_entries`` bounds memory (least recently used go first); 0 turns
-    reuse off. A method with a parameter that is not plain data (a model object) is never reused.
+    and the class list. ``max_entries`` and ``max_bytes`` (the arrays and tensors a fitted method
+    holds) bound memory, least recently used first out; ``max_entries=0`` turns reuse off. A method
+    with a parameter that is not plain data (a model object) is never reused.
     """
 
-    def __init__(self, max_entries: int = 16):
-        if int(max_entries) < 0:
-            raise ZSLError(f"max_entries must be >= 0, got {max_entries}")
+    def __init__(self, max_entries: int = 64, max_bytes: int = 2 * 1024**3):
+        if int(max_entries) < 0 or int(max_bytes) < 0:
+            raise ZSLError(f"max_entries and max_bytes must be >= 0, got {max_entries}, {max_bytes}")
         self.max_entries = int(max_entries)
+        self.max_bytes = int(max_bytes)
         self._entries: OrderedDict[str, FitRecord] = OrderedDict()
+        self._sizes: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,9 +153,32 @@ class FitCache:
         record = fit_once(method, ds, subset, S, classes)
         if key is not None:
             self._entries[key] = record
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._sizes[key] = footprint(record.method)
+            while len(self._entries) > self.max_entries or (len(self._entries) > 1 and sum(self._sizes.values()) > self.max_bytes):
+                old, _ = self._entries.popitem(last=False)
+                self._sizes.pop(old)
         return record
+
+
+def footprint(obj, depth: int = 3) -> int:
+    """Bytes of the arrays and tensors an object holds (attributes, containers, modules; ``depth`` levels)."""
+    import torch
+
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, torch.nn.Module):
+        return sum(t.element_size() * t.nelement() for t in [*obj.parameters(), *obj.buffers()])
+    if depth == 0:
+        return 0
+    if isinstance(obj, dict):
+        return sum(footprint(v, depth - 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(footprint(v, depth - 1) for v in obj)
+    if hasattr(obj, "__dict__"):
+        return sum(footprint(v, depth - 1) for v in vars(obj).values())
+    return 0
 
 
 def fit_once(method, ds: ZSLDataset, subset: str, S: np.ndarray, classes: np.ndarray) -> FitRecord:
@@ -180,9 +224,9 @@ def score_split(method, ds: ZSLDataset, setting: str, *, stage: str, gamma: floa
     return out
 
 
-def objective_value(scores: dict[str, Any], setting: str) -> float:
-    """The number model selection maximises: ZSL per-class top-1, or calibrated H for GZSL."""
-    return scores["acc"] if setting == "zsl" else scores["H"]
+def objective_value(scores: dict[str, Any], setting: str, gzsl_objective: str = "H") -> float:
+    """The number model selection maximises: ZSL per-class top-1, or H (``gzsl_objective``) for GZSL."""
+    return scores["acc"] if setting == "zsl" else scores[gzsl_objective]
 
 
 def param_grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
@@ -199,15 +243,31 @@ def param_grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- selection ----------------------------------------------------------------------------------
+def select_on_validation(spec: str, ds: ZSLDataset, *, setting: str = "zsl", semantics: str | None = None, seed: int = 0,
+                         overrides: dict[str, Any] | None = None, fit_cache: FitCache | None = None) -> dict[str, Any]:
+    """Only the selection step: the grid fitted on the train classes and scored on the validation classes.
+
+    Returns the run record's ``validation`` part (trials, best parameters, best score, objective,
+    gamma for GZSL). No test data is touched -- for choosing dataset presets and for tuning.
+    """
+    spec = resolve_spec(spec, ds.name)
+    overrides = dict(overrides or {})
+    S = ds.class_embeddings(semantics, stage="val")  # learnt sources tune with their validation stage
+    combos = param_grid(get_method_class(spec), overrides)
+    fits = fit_cache if fit_cache is not None else FitCache(max_entries=0)
+    return _select_on_validation(spec, ds, setting, S, seed, overrides, combos, fits, lambda m: None)[2]
+
+
 def _select_on_validation(spec, ds, setting, S, seed, overrides, combos, fits, log) -> tuple[dict, float | None, dict]:
     """Fit every combination on the train classes, keep the best on the validation classes."""
-    validation: dict[str, Any] = {"trials": []}
+    objective = get_method_class(spec).gzsl_objective if setting == "gzsl" else "acc"
+    validation: dict[str, Any] = {"trials": [], "objective": objective}
     best_params: dict[str, Any] = {}
     best_score, gamma = -1.0, None
     for params in combos:
         record = fits.fit(spec, {**params, **overrides}, seed, ds, "train", S, ds.train_classes)
         res = score_split(record.method, ds, setting, stage="val")
-        score = objective_value(res, setting)
+        score = res[objective]
         validation["trials"].append({"params": params, "score": score, **({"H_uncalibrated": res["H_uncalibrated"]}
                                                                            if setting == "gzsl" else {})})
         log(f"  val {spec} {params}: {score:.4f}")
@@ -228,11 +288,29 @@ def _select_on_test(spec, ds, setting, S, seed, overrides, combos, fits) -> tupl
     for params in combos:
         record = fits.fit(spec, {**params, **overrides}, seed, ds, "trainval", S, ds.seen_classes)
         res = score_split(record.method, ds, setting, stage="test", gamma=None if setting == "gzsl" else 0.0)
-        score = objective_value(res, setting)
+        score = objective_value(res, setting, get_method_class(spec).gzsl_objective)
         validation["trials"].append({"params": params, "test_score": score})
         if score > best_score:
             best_score, final_params, gamma = score, {**params, **overrides}, res.get("gamma")
     return final_params, gamma, validation
+
+
+def check_protocol_is_meaningful(ds: ZSLDataset, spec: str, setting: str, selection: str, overrides: dict) -> None:
+    """Refuse runs whose number could only be nonsense: ZSL over one candidate class scores 1.0
+    whatever the method does, and so does ZSL model selection over one validation class."""
+
+    def names(ids):
+        return ", ".join(str(ds.class_names[int(c)]) for c in ids)
+
+    if setting == "zsl" and len(ds.unseen_classes) < 2:
+        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.unseen_classes)} unseen class ({names(ds.unseen_classes)}): ZSL top-1 "
+                       "over a single candidate is 1.0 whatever the method does. Use --setting gzsl (seen + unseen "
+                       "candidates), or a dataset with more classes (image folders hold out 2 from 5 classes on)")
+    if setting == "zsl" and selection == "val" and len(ds.val_classes) < 2 and \
+            len(param_grid(get_method_class(spec), overrides)) > 1:
+        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.val_classes)} validation class ({names(ds.val_classes)}): ZSL "
+                       "selection over a single candidate scores every setting 1.0. Pass --selection none (the preset as "
+                       "is), --set the parameters, or use --setting gzsl")
 
 
 def run_method(
@@ -255,7 +333,9 @@ def run_method(
     cls = get_method_class(spec)
     if setting == "gzsl" and not cls.tags.get("supports_gzsl", True):
         raise ZSLError(f"method {cls.name!r} does not support the GZSL setting")
+    spec = resolve_spec(spec, dataset.name)
     overrides = dict(overrides or {})
+    check_protocol_is_meaningful(dataset, spec, setting, selection, overrides)
     source = semantics or dataset.default_semantics
     S = dataset.class_embeddings(source)
     # learnt sources (VGSE) tune with their validation-stage matrix: validation classes transferred
@@ -282,6 +362,7 @@ def run_method(
     metrics = {k: float(v) for k, v in res.items()}
     config = {
         "method": spec,
+        "preset": spec.partition(".")[2] or "default",
         "params": {k: jsonable(v) for k, v in identity_params(method).items()},
         "selected": {k: jsonable(v) for k, v in final_params.items()},
         "dataset": dataset.name,

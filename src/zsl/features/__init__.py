@@ -12,8 +12,12 @@ API::
 ``<cache root>/features/``, see :mod:`zsl.features.cache`) or a list of PIL images / uint8 HxWx3
 arrays (decoded in-process, never cached).
 
-Images that fail to decode are skipped: one ``UserWarning`` names them (first 10 and the count),
-and the returned arrays hold rows for the *decodable images only*, in input order. When nothing
+Images that fail to decode are skipped: one ``UserWarning`` names them and says why (the decoder's
+or the file system's error; first 10 and the count), and the returned arrays hold rows for the
+*decodable images only*, in input order. A failure is remembered in the cache with the file's
+*content* key (a hash of its bytes, or the reason it could not be read): when that key changes --
+the file was repaired, replaced, or made readable (``chmod`` changes neither size nor mtime, so the
+entry's own key cannot see it) -- the image is tried again on the next run. When nothing
 was skipped (the usual case) row i is image i. Callers that must align rows with their own lists
 use :func:`extract`, whose ``valid`` mask (n_images,) says which inputs the rows belong to and
 whose ``skipped`` lists the failed paths (``read_image_folder`` drops those images).
@@ -81,6 +85,7 @@ class Extraction:
     skipped: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     cache_folder: Path | None = None
+    skip_reasons: list[str] = field(default_factory=list)  # why each skipped input failed (aligned with skipped)
 
 
 def default_num_workers() -> int:
@@ -89,8 +94,47 @@ def default_num_workers() -> int:
     return max(1, min(4, n - 1))
 
 
+def failure_reason(exc: BaseException, path: str | None = None) -> str:
+    """One short line saying why an image failed: the error type and message, without the path."""
+    msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if path:
+        msg = msg.replace(repr(path), "").replace(path, "").replace("''", "").strip(" :")
+    msg = " ".join(msg.split())
+    return f"{type(exc).__name__}: {msg[:100]}" if msg else type(exc).__name__
+
+
+FAILURE_KEY_HEAD = 8 << 20  # bytes of a failed file hashed from its start (and 1 MiB from its end)
+
+
+def failure_key(path: str) -> str:
+    """What a failed file *is*: ``sha256:<hash of its size and bytes>``, or ``unreadable:<errno name>``.
+
+    Stored with a failure, and compared on later runs: a different key means the file changed
+    (repaired, replaced, made readable) and is worth another try. Files past 9 MiB are hashed by
+    their size, first 8 MiB and last 1 MiB, so a huge non-image file costs little to re-check.
+    """
+    import errno
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            h.update(str(size).encode())
+            h.update(fh.read(FAILURE_KEY_HEAD))
+            if size > FAILURE_KEY_HEAD + (1 << 20):
+                fh.seek(size - (1 << 20))
+            h.update(fh.read(1 << 20))
+    except OSError as exc:
+        return f"unreadable:{errno.errorcode.get(exc.errno, exc.errno)}"
+    return f"sha256:{h.hexdigest()}"
+
+
 class _FileDataset:
-    """Map-style dataset: index -> (index, (3, R, R) uint8 tensor, ok). Decoding errors -> ok=False."""
+    """Map-style dataset: index -> (index, (3, R, R) uint8 array, ok, reason, failure key).
+
+    Decoding errors give ok=False, the reason (one line) and the file's :func:`failure_key`.
+    """
 
     def __init__(self, paths: Sequence[str], resolution: int):
         self.paths = list(paths)
@@ -101,12 +145,10 @@ class _FileDataset:
 
     def __getitem__(self, i):
         try:
-            arr = decode_file(self.paths[i], self.resolution)
-            ok = True
-        except Exception:  # any decoder failure (truncated, not an image, unreadable) is a skip
+            return i, decode_file(self.paths[i], self.resolution), True, "", ""
+        except Exception as exc:  # any decoder failure (truncated, not an image, unreadable) is a skip
             arr = np.zeros((3, self.resolution, self.resolution), np.uint8)
-            ok = False
-        return i, arr, ok
+            return i, arr, False, failure_reason(exc, self.paths[i]), failure_key(self.paths[i])
 
 
 def _collate(items):
@@ -115,7 +157,7 @@ def _collate(items):
     idx = np.asarray([it[0] for it in items], np.int64)
     batch = torch.from_numpy(np.stack([it[1] for it in items]))
     ok = np.asarray([it[2] for it in items], bool)
-    return idx, batch, ok
+    return idx, batch, ok, [it[3] for it in items], [it[4] for it in items]
 
 
 def _is_path(x) -> bool:
@@ -129,9 +171,10 @@ def _forward(model, batch_uint8) -> np.ndarray:
         return penultimate(model, normalise_batch(batch_uint8)).numpy().astype(np.float32, copy=False)
 
 
-def _warn_skipped(skipped: list[str], n: int) -> None:
+def _warn_skipped(skipped: list[str], reasons: list[str], n: int) -> None:
     if skipped:
-        shown = ", ".join(skipped[:10]) + (f", ... ({len(skipped) - 10} more)" if len(skipped) > 10 else "")
+        items = [f"{p} ({r})" if r else p for p, r in zip(skipped, reasons)]
+        shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
         warnings.warn(f"skipped {len(skipped)} of {n} images that could not be decoded: {shown}", UserWarning, stacklevel=3)
 
 
@@ -142,7 +185,7 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
                 dynamic_ncols=True, mininterval=1.0)
 
 
-def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.ndarray, np.ndarray]:
+def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.ndarray, np.ndarray, list[str]]:
     import torch
     from PIL import Image
 
@@ -150,6 +193,7 @@ def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.nda
     n = len(images)
     feats = np.zeros((n, FEATURE_DIM), np.float32)
     valid = np.zeros(n, bool)
+    reasons = [""] * n
     bar = _progress(n, 0, progress, f"features {BACKBONE} r{resolution}")
     for start in range(0, n, batch_size):
         part = images[start:start + batch_size]
@@ -162,14 +206,15 @@ def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.nda
                     img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
                 arrs.append(preprocess_pil(img, resolution))
                 oks.append(True)
-            except Exception:
+            except Exception as exc:
                 arrs.append(np.zeros((3, resolution, resolution), np.uint8))
                 oks.append(False)
+                reasons[start + len(oks) - 1] = failure_reason(exc)
         feats[start:start + len(part)] = _forward(model, torch.from_numpy(np.stack(arrs)))
         valid[start:start + len(part)] = oks
         bar.update(len(part))
     bar.close()
-    return feats, valid
+    return feats, valid, reasons
 
 
 def cached_extraction_exists(paths: Sequence[str], *, resolution: int = DEFAULT_RESOLUTION, cache_dir=None) -> bool:
@@ -181,7 +226,17 @@ def cached_extraction_exists(paths: Sequence[str], *, resolution: int = DEFAULT_
     return FeatureCache(folder, len(paths), CHUNK_SIZE, {}).is_complete()
 
 
-def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, use_cache):
+@dataclass
+class _FileRecord:
+    """Per input file: features (zero rows where invalid), valid, failure reason and failure key."""
+
+    features: np.ndarray
+    valid: np.ndarray
+    reasons: list[str]
+    keys: list[str]
+
+
+def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, use_cache) -> tuple[_FileRecord, Path | None]:
     from torch.utils.data import DataLoader
 
     from .cache import FeatureCache, entry_dir
@@ -190,9 +245,10 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
     folder = entry_dir(paths, BACKBONE, resolution, cache_dir) if use_cache else None
     if use_cache:
         store = FeatureCache(folder, n, CHUNK_SIZE, {"backbone": BACKBONE, "resolution": resolution})
-        if store.is_complete():
-            feats, valid = store.load()
-            return feats, valid, folder
+        record = store.load_record() if store.is_complete() else None
+        if record is not None:
+            rec = _FileRecord(*record)
+            return _retry_changed_failures(rec, paths, resolution, batch_size, store, progress), folder
         store.prepare()
         done = store.done_chunks()
         chunk_size = CHUNK_SIZE
@@ -207,8 +263,7 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
         batches += [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
     n_done = sum(len(range(c * chunk_size, min(n, (c + 1) * chunk_size))) for c in done)
 
-    feats = np.zeros((n, FEATURE_DIM), np.float32)
-    valid = np.zeros(n, bool)
+    rec = _FileRecord(np.zeros((n, FEATURE_DIM), np.float32), np.zeros(n, bool), [""] * n, [""] * n)
     remaining = {c: len(range(c * chunk_size, min(n, (c + 1) * chunk_size))) for c in todo}
     if batches:
         model = load_efficientnet_lite0()
@@ -218,14 +273,17 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
                             persistent_workers=False)
         bar = _progress(n, n_done, progress, f"features {BACKBONE} r{resolution}")
         try:
-            for idx, batch, ok in loader:
-                feats[idx] = _forward(model, batch)
-                valid[idx] = ok
+            for idx, batch, ok, reasons, keys in loader:
+                rec.features[idx] = _forward(model, batch)
+                rec.valid[idx] = ok
+                for i, r, k in zip(idx.tolist(), reasons, keys):
+                    rec.reasons[i], rec.keys[i] = r, k
                 c = int(idx[0]) // chunk_size
                 remaining[c] -= len(idx)
                 if remaining[c] == 0 and store is not None:
                     rows = store.chunk_rows(c)
-                    store.write_chunk(c, feats[rows.start:rows.stop], valid[rows.start:rows.stop])
+                    store.write_chunk(c, rec.features[rows.start:rows.stop], rec.valid[rows.start:rows.stop],
+                                      rec.reasons[rows.start:rows.stop], rec.keys[rows.start:rows.stop])
                 bar.update(len(idx))
         finally:
             bar.close()
@@ -233,14 +291,33 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
         try:
             for c in done:
                 rows = store.chunk_rows(c)
-                feats[rows.start:rows.stop], valid[rows.start:rows.stop] = store.read_chunk(c)
-            store.merge(paths, feats, valid)
+                f, v, r, k = store.read_chunk(c)
+                rec.features[rows.start:rows.stop], rec.valid[rows.start:rows.stop] = f, v
+                rec.reasons[rows.start:rows.stop], rec.keys[rows.start:rows.stop] = r, k
+            store.merge(paths, rec.features, rec.valid, rec.reasons, rec.keys)
         except FileNotFoundError:
             # another process extracting the same list merged (and removed the shards) first
-            if not store.is_complete():
+            record = store.load_record() if store.is_complete() else None
+            if record is None:
                 raise
-            feats, valid = store.load()
-    return feats, valid, folder
+            rec = _FileRecord(*record)
+    return rec, folder
+
+
+def _retry_changed_failures(rec: _FileRecord, paths, resolution, batch_size, store, progress) -> _FileRecord:
+    """Images that failed before are tried again when their content key changed (see the module docstring)."""
+    failed = np.where(~rec.valid)[0]
+    if not len(failed):
+        return rec
+    changed = [int(i) for i in failed if failure_key(paths[i]) != rec.keys[i]]
+    if not changed:
+        return rec
+    again, _ = _extract_files([paths[i] for i in changed], resolution, batch_size, 0, None, progress, False)
+    for j, i in enumerate(changed):
+        rec.features[i], rec.valid[i] = again.features[j], again.valid[j]
+        rec.reasons[i], rec.keys[i] = again.reasons[j], again.keys[j]
+    store.merge(paths, rec.features, rec.valid, rec.reasons, rec.keys)
+    return rec
 
 
 def extract(
@@ -263,26 +340,31 @@ def extract(
     from ..errors import DataError
 
     images = list(images)
-    if resolution < 32 or resolution > 1024:
-        raise DataError(f"resolution must be in [32, 1024] pixels, got {resolution}")
-    if batch_size < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not 32 <= resolution <= 1024:
+        raise DataError(f"resolution must be an integer in [32, 1024] pixels, got {resolution!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DataError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0):
+        raise DataError(f"num_workers must be an integer >= 0 (0 decodes in this process), got {num_workers!r}")
     n = len(images)
     if n and all(_is_path(x) for x in images):
         paths = [os.fspath(p) for p in images]
-        feats, valid, folder = _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, cache)
+        rec, folder = _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, cache)
+        feats, valid = rec.features, rec.valid
         skipped = [p for p, v in zip(paths, valid) if not v]
+        reasons = [r for r, v in zip(rec.reasons, valid) if not v]
     elif any(_is_path(x) for x in images):
         raise DataError("extract_features: pass either a list of file paths or a list of images, not a mix")
     else:
         paths, folder = [], None
-        feats, valid = (_extract_in_memory(images, resolution, batch_size, progress) if n
-                        else (np.zeros((0, FEATURE_DIM), np.float32), np.zeros(0, bool)))
+        feats, valid, all_reasons = (_extract_in_memory(images, resolution, batch_size, progress) if n
+                                     else (np.zeros((0, FEATURE_DIM), np.float32), np.zeros(0, bool), []))
         skipped = [f"#{i}" for i in np.where(~valid)[0]]
-    _warn_skipped(skipped, n)
+        reasons = [all_reasons[i] for i in np.where(~valid)[0]]
+    _warn_skipped(skipped, reasons, n)
     feats = feats[valid] if len(skipped) else feats
     logits = logits_from_features(feats) if with_logits else None
-    return Extraction(feats, logits, valid, skipped, paths, folder)
+    return Extraction(feats, logits, valid, skipped, paths, folder, reasons)
 
 
 def extract_features(
@@ -308,6 +390,8 @@ def extract_features(
 
 __all__ = [
     "BACKBONE",
+    "failure_key",
+    "failure_reason",
     "DEFAULT_RESOLUTION",
     "Extraction",
     "FEATURE_DIM",

@@ -110,12 +110,14 @@ class ConSE(ZSLMethod):
     name = "conse"
     tags = {"family": "embedding", "supports_gzsl": True, "retrieval": False, "stochastic": False}
     presets = {
-        "default": {"T": 10, "C": 1.0, "max_iter": 300},
+        "default": {},
         "tiny": {"T": 5, "C": 1.0, "max_iter": 100},
         "t1": {"T": 1, "C": 1.0, "max_iter": 300},
         "all": {"T": None, "C": 1.0, "max_iter": 300},
-        "awa1": {"T": 10, "C": 0.1, "max_iter": 100, "center": True},
         "quick": {"T": 10, "C": 0.1, "max_iter": 50, "center": True},
+    }
+    dataset_presets = {
+        "awa1": {"T": 10, "C": 0.1, "max_iter": 100, "center": True},
     }
     param_grid = {"C": [0.01, 0.1, 1.0]}
     search_space = {"C": ("float", 1e-3, 1e2, True), "T": ("int", 1, 40)}

@@ -34,10 +34,12 @@ class DeViSE(ZSLMethod):
     name = "devise"
     tags = {"family": "embedding", "supports_gzsl": True, "retrieval": False, "stochastic": True}
     presets = {
-        "default": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-4, "epochs": 30, "batch_size": 256},
+        "default": {},
         "tiny": {"margin": 0.1, "lr": 1e-2, "weight_decay": 1e-4, "epochs": 5, "batch_size": 64},
-        "awa1": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-3, "epochs": 10, "batch_size": 256},
         "quick": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-3, "epochs": 6, "batch_size": 256},
+    }
+    dataset_presets = {
+        "awa1": {"margin": 0.1, "lr": 1e-3, "weight_decay": 1e-3, "epochs": 10, "batch_size": 256},
     }
     param_grid = {"margin": [0.1, 0.5], "weight_decay": [1e-4, 1e-2]}
     search_space = {

@@ -26,7 +26,7 @@ from ._hashing import HashingMethod
 class ITQ(HashingMethod):
     name = "itq"
     tags = {"family": "hashing", "supports_gzsl": False, "retrieval": True, "stochastic": True}
-    presets = {"default": {"n_bits": 64, "n_iter": 50}, "tiny": {"n_bits": 16, "n_iter": 20}}
+    presets = {"default": {}, "tiny": {"n_bits": 16, "n_iter": 20}}
     param_grid: dict = {}
     search_space: dict = {"n_iter": ("int", 10, 100)}
 

@@ -20,7 +20,7 @@ from ._hashing import HashingMethod
 class LSH(HashingMethod):
     name = "lsh"
     tags = {"family": "hashing", "supports_gzsl": False, "retrieval": True, "stochastic": True}
-    presets = {"default": {"n_bits": 64}, "tiny": {"n_bits": 16}}
+    presets = {"default": {}, "tiny": {"n_bits": 16}}
     param_grid: dict = {}
     search_space: dict = {}
 

@@ -27,7 +27,7 @@ class SDH(ZSH):
     name = "sdh"
     tags = {"family": "hashing", "supports_gzsl": False, "retrieval": True, "stochastic": True}
     presets = {
-        "default": {"n_bits": 64},
+        "default": {},
         "tiny": {"n_bits": 16, "n_anchors": 100, "n_iter": 3, "max_train": 2000},
     }
     param_grid = {"lambda_": [1e-2, 1.0]}

@@ -86,7 +86,7 @@ class ZSH(HashingMethod):
     name = "zsh"
     tags = {"family": "hashing", "supports_gzsl": False, "retrieval": True, "stochastic": True}
     presets = {
-        "default": {"n_bits": 64},
+        "default": {},
         "tiny": {"n_bits": 16, "n_anchors": 100, "n_iter": 3, "max_train": 2000},
         "orthogonal": {"n_bits": 64, "rotation": "orthogonal"},
     }
