@@ -113,7 +113,7 @@ def validation_score(spec: str, dataset, params: dict[str, Any], *, setting: str
     """Fit ``spec`` with ``params`` on the train classes; score on the validation classes (protocol's own code)."""
     from .eval.protocol import make_method, objective_value, score_split
 
-    S = dataset.class_embeddings(semantics)
+    S = dataset.class_embeddings(semantics, stage="val")
     method = make_method(spec, params, seed)
     method.fit(*dataset.subset("train"), S, dataset.train_classes)
     return {"score": float(objective_value(score_split(method, dataset, setting, stage="val"), setting, method.gzsl_objective))}

@@ -11,6 +11,12 @@ Index sets (row indices into ``X``):
 Class-id sets: ``seen_classes`` (= classes of trainval), ``unseen_classes``, ``train_classes``,
 ``val_classes``. Validation classes are always a subset of the seen classes, so nothing about
 the unseen test classes is used for model selection.
+
+Class embeddings: ``embeddings[source]`` (C, k) serve the final fit and the test. A source learnt
+from seen-class images (VGSE) also has ``validation_embeddings[source]``: the same construction
+with the validation classes in the role of the unseen classes (learnt on the train classes only,
+validation classes through the same transfer step as the test classes), used while tuning so that
+selection measures what the test measures. Sources without one use ``embeddings`` at both stages.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ class ZSLDataset:
     split: str = "default"
     default_semantics: str = "attributes"
     meta: dict[str, Any] = field(default_factory=dict)
+    validation_embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.X = np.ascontiguousarray(self.X, dtype=np.float32)
@@ -47,6 +54,7 @@ class ZSLDataset:
             setattr(self, key, np.asarray(sorted(set(np.asarray(getattr(self, key)).tolist())), dtype=np.int64))
         self.splits = {k: np.asarray(v, dtype=np.int64) for k, v in self.splits.items()}
         self.embeddings = {k: np.asarray(v, dtype=np.float32) for k, v in self.embeddings.items()}
+        self.validation_embeddings = {k: np.asarray(v, dtype=np.float32) for k, v in self.validation_embeddings.items()}
         self.validate()
 
     # ------------------------------------------------------------------------------------
@@ -54,9 +62,15 @@ class ZSLDataset:
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    def class_embeddings(self, source: str | None = None) -> np.ndarray:
-        """(C, k) description matrix from ``source`` (``attributes``, ``glove``, ``minilm``, ``vgse``)."""
+    def class_embeddings(self, source: str | None = None, stage: str = "test") -> np.ndarray:
+        """(C, k) description matrix from ``source`` (``attributes``, ``glove``, ``minilm``, ``vgse``).
+
+        ``stage="val"``: the matrix to tune with (``validation_embeddings[source]`` when the source
+        has one, else the same as ``stage="test"``).
+        """
         source = source or self.default_semantics
+        if stage == "val" and source in self.validation_embeddings:
+            return self.validation_embeddings[source]
         if source not in self.embeddings:
             raise DataError(
                 f"dataset {self.name!r} has no {source!r} class embeddings; available: {', '.join(sorted(self.embeddings))}"
@@ -118,7 +132,7 @@ class ZSLDataset:
             idx = self.splits[key]
             if len(idx) and (idx.min() < 0 or idx.max() >= n):
                 raise DataError(f"{where}: split {key!r} has index out of range [0, {n}) (max {idx.max()})")
-        for src, E in self.embeddings.items():
+        for src, E in [*self.embeddings.items(), *((f"{k} (validation)", v) for k, v in self.validation_embeddings.items())]:
             if E.ndim != 2 or E.shape[0] != C:
                 raise DataError(f"{where}: {src} embeddings have shape {E.shape}; expected ({C}, k), one row per class")
             bad = np.where(~np.isfinite(E).all(1) | ~np.any(E != 0, axis=1))[0]

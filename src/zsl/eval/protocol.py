@@ -252,7 +252,7 @@ def select_on_validation(spec: str, ds: ZSLDataset, *, setting: str = "zsl", sem
     """
     spec = resolve_spec(spec, ds.name)
     overrides = dict(overrides or {})
-    S = ds.class_embeddings(semantics)
+    S = ds.class_embeddings(semantics, stage="val")  # learnt sources tune with their validation stage
     combos = param_grid(get_method_class(spec), overrides)
     fits = fit_cache if fit_cache is not None else FitCache(max_entries=0)
     return _select_on_validation(spec, ds, setting, S, seed, overrides, combos, fits, lambda m: None)[2]
@@ -338,6 +338,9 @@ def run_method(
     check_protocol_is_meaningful(dataset, spec, setting, selection, overrides)
     source = semantics or dataset.default_semantics
     S = dataset.class_embeddings(source)
+    # learnt sources (VGSE) tune with their validation-stage matrix: validation classes transferred
+    # like test classes; identical to S for every other source
+    S_val = dataset.class_embeddings(source, stage="val")
     fits = fit_cache if fit_cache is not None else FitCache(max_entries=0)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if verbose else (lambda msg: None)
 
@@ -345,7 +348,7 @@ def run_method(
     if selection == "oracle":
         final_params, gamma, validation = _select_on_test(spec, dataset, setting, S, seed, overrides, combos, fits)
     elif len(combos) > 1 or setting == "gzsl":  # GZSL needs validation for gamma even with one candidate
-        final_params, gamma, validation = _select_on_validation(spec, dataset, setting, S, seed, overrides, combos, fits, log)
+        final_params, gamma, validation = _select_on_validation(spec, dataset, setting, S_val, seed, overrides, combos, fits, log)
     else:
         final_params, gamma, validation = {**combos[0], **overrides}, None, {"trials": []}
     if setting == "zsl":
@@ -367,6 +370,7 @@ def run_method(
         "dataset_fingerprint": dataset.fingerprint(),
         "semantics": source,
         "semantics_digest": content_digest(S),
+        **({"semantics_validation_digest": content_digest(S_val)} if S_val is not S else {}),
         "setting": setting,
         "seed": seed,
         "selection": selection,

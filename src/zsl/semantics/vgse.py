@@ -4,446 +4,534 @@ Reference: W. Xu, Y. Xian, J. Wang, B. Schiele, Z. Akata, "VGSE: Visually-Ground
 Embeddings for Zero-Shot Learning", CVPR 2022 (``/work/shared/papers/vgse-...txt``).
 
 Output: a class-embedding matrix ``Phi`` (C, D_v) that any method consumes like attributes or word
-vectors (``--semantics vgse``), stored in the cache for one (dataset, split).
+vectors (``--semantics vgse``), stored in the cache for one (dataset, split), together with its
+*validation-stage* twin (see 3.).
 
-1. Patch clustering module (seen classes only)
-   * every training image x_n of a seen class is cropped into N_t patches x_nt (``patch_boxes``):
-     a ``grid x grid`` lattice of square crops of side ``patch_fraction`` of the image, evenly
-     spaced so they cover it (default 3 x 3 crops of half the side: for 32 px CIFAR-10 images,
-     nine 16 x 16 patches with stride 8 -- four quadrants, four edge centres and the centre; the
-     paper crops larger photos the same way; overlapping crops give every object part a patch
-     that is not cut by the quadrant boundaries). Each patch is resized to ``resolution`` px
-     (default 64: a 16 px patch is upsampled 4x so the ImageNet filters see object-part scale)
-     and encoded by EfficientNet-Lite0 (penultimate 1280-d, ``zsl.features``): theta(x_nt).
-   * clustering layer H: a_nt = softmax(H theta(x_nt)) in the D_v-simplex (H linear on
-     standardised features);
-   * cluster-to-class layer Q: L_cls = CE(softmax(Q a_nt), y_n) (the paper writes Q o theta;
-     Q maps the cluster probabilities, D_v -> |Y_s|, as its definition says);
-   * cluster-to-semantic layer S: L_sem = ||S a_nt - phi_w(y_n)||_2 (not squared, as written);
-   * loss L_cls + lambda_sem L_sem, Adam over minibatches of patches;
+1. Patches and frozen features theta(x_nt): :mod:`zsl.semantics.vgse_patches` (a 3 x 3 lattice of
+   square crops per photo, EfficientNet-Lite0 penultimate features, cached by content). Only the
+   ``trainval`` photos of the classes being modelled are read: never an unseen-class photo, never a
+   ``test_seen`` photo (those are scored as S).
+2. Patch clustering module (:class:`PatchClustering`), trained end to end on the patches:
+   * projection head g (trainable, Linear 1280 -> ``hidden`` + ReLU) on the standardised frozen
+     features: the paper "simultaneously learns image patch representations and clustering"; with
+     a frozen backbone (no GPU here) the representation that is learnt is this head;
+   * clustering layer H: a_nt = softmax(H g(theta(x_nt))) in the D_v-simplex;
+   * cluster-to-class layer Q: L_cls = CE(Q a_nt, y_n) (the paper writes Q o theta; Q maps the
+     cluster probabilities, D_v -> |Y_s|, as its definition says);
+   * cluster-to-semantic layer S: L_sem = ||S a_nt - phi_w(y_n)||_2 (not squared, as written),
+     phi_w the class-name vector (GloVe or MiniLM), L2-normalised so that lambda_sem means the same
+     for both sources;
+   * cluster balance: L_bal = KL(mean_batch a || uniform) = sum_k abar_k log(D_v abar_k), which
+     keeps every cluster in use (without it the softmax collapses onto a few clusters that are
+     enough for L_cls, and the embedding loses dimensions);
+   * L = L_cls + lambda_sem L_sem + lambda_bal L_bal, Adam over minibatches of patches;
    * image embedding a_n = mean_t a_nt; class embedding phi(y) = mean of a_n over its images.
-2. Class relation module (``zsl.semantics.relation``): for unseen class u,
+3. Class relation module (:mod:`zsl.semantics.relation`): for a class u without images,
    r = argmin ||w_u - r^T W_s|| s.t. alpha <= r <= 1, sum r = 1 (exact QP), phi(u) = r^T Phi_s.
-   The least-squares and cosine weightings are stored beside it (sources ``vgse-lstsq``,
-   ``vgse-cosine``) for the comparison the paper makes.
+   alpha may be negative (an unseen class may lie outside the seen classes' hull); it is chosen on
+   the validation classes (below). The least-squares and cosine weightings are stored beside it
+   (sources ``vgse-lstsq``, ``vgse-cosine``) for the comparison the paper makes.
 
-Caches (``<cache root>/vgse/``):
-   patches/<backbone>-r<R>-g<grid>-p<frac>-<hash of one class's image list>/
-       shard-NNNNN.npz (resumable chunks, atomic) -> patches.npy (n, N_t, 1280) float16
-       One entry per class and image list, so the five CIFAR-10 rotations share every class's
-       patches: extracting once for all ten classes serves all splits.
-   fit/<dataset>-<split>/embeddings.npz   class_names, seen_classes, vgse (QP), vgse-lstsq,
-       vgse-cosine (C, D_v); meta.json (config, timings); model.pt (H, Q, S and standardisation).
+Honest validation (two fits). Tuning a downstream method treats the validation classes as
+unseen, so the matrix it tunes with must treat them as the test treats unseen classes:
+   * the *selection model* is fitted on the train classes' photos only; train classes get their
+     embeddings from their images, validation classes (and test classes) through the relation step
+     from the train classes -> ``validation_embeddings[source]``;
+   * the *final model* is fitted on all seen classes' photos; seen classes (train + validation) from
+     their images, unseen classes through the relation step from all seen classes ->
+     ``embeddings[source]``.
+alpha, D_v and the loss weights are chosen with the selection model's matrices scored on the
+validation classes (``zsl vgse fit`` chooses alpha itself; D_v and the loss weights come from the
+validation study in ``benchmarks/results/vgse.md``). Test classes are never looked at.
 
-Protocol note: the validation classes (seen classes held out while tuning) get their VGSE
-embeddings from their own images like every seen class, as in the paper; only the test-unseen
-classes go through the relation module. Unseen-class images are never used for the fit; they are
-read only for the figure's "patches from unseen classes" panel.
+Stored (``<cache root>/vgse/fit/<dataset>-<split>/``): ``embeddings.npz`` (class names and class
+sets; ``<source>@test`` and ``<source>@val`` matrices for the three sources; the relation weights),
+``model-train.npz`` / ``model-seen.npz`` (the two clustering modules as plain arrays, loaded with
+``allow_pickle=False``), ``meta.json`` (config, chosen alpha and its validation scores, timings).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable
 
 import numpy as np
 
 from ..errors import DataError, ZSLError
-from ..features.cache import file_list_hash
 from ..io import atomic_save_npz, atomic_write, cache_root, write_json
+from ..params import Interval, Options, validate_params
 from .relation import RELATIONS, class_relation
+from .vgse_patches import dataset_image_paths, extract_patch_features, image_patches, patch_boxes  # noqa: F401
 
 SOURCES = {"qp": "vgse", "lstsq": "vgse-lstsq", "cosine": "vgse-cosine"}
-FEATURE_DIM = 1280
-BACKBONE = "efficientnet-lite0"
-
-
-# ------------------------------------------------------------------------------------------------
-# patches and their features
-def patch_boxes(width: int, height: int, grid: int = 3, patch_fraction: float = 0.5) -> list[tuple[int, int, int, int]]:
-    """``grid * grid`` square-ish crops (left, top, right, bottom) covering the image, row-major."""
-    if grid < 1 or not 0 < patch_fraction <= 1:
-        raise ZSLError(f"patch grid must be >= 1 and patch_fraction in (0, 1]; got {grid}, {patch_fraction}")
-    pw, ph = max(1, round(width * patch_fraction)), max(1, round(height * patch_fraction))
-    xs = [0] if grid == 1 else [round(i * (width - pw) / (grid - 1)) for i in range(grid)]
-    ys = [0] if grid == 1 else [round(i * (height - ph) / (grid - 1)) for i in range(grid)]
-    return [(x, y, x + pw, y + ph) for y in ys for x in xs]
-
-
-def image_patches(path: str, grid: int = 3, patch_fraction: float = 0.5) -> list[np.ndarray]:
-    """The N_t = grid^2 patches of one image file as uint8 HxWx3 arrays; raises DataError if undecodable."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            return [np.asarray(img.crop(box), dtype=np.uint8) for box in patch_boxes(*img.size, grid, patch_fraction)]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image for VGSE patches ({type(exc).__name__}); remove or replace the file") from None
-
-
-def patch_cache_dir(paths: Sequence[str], *, grid: int, patch_fraction: float, resolution: int, cache_dir=None) -> Path:
-    return (cache_root(cache_dir) / "vgse" / "patches"
-            / f"{BACKBONE}-r{resolution}-g{grid}-p{patch_fraction:g}-{file_list_hash(list(paths))}")
-
-
-def extract_patch_features(
-    paths: Sequence[str],
-    *,
-    grid: int = 3,
-    patch_fraction: float = 0.5,
-    resolution: int = 64,
-    chunk_size: int = 128,
-    cache_dir=None,
-    progress: bool = True,
-    desc: str = "VGSE patches",
-) -> np.ndarray:
-    """(n, N_t, 1280) float16 patch features of the images ``paths``, cached in resumable chunks.
-
-    Each chunk of ``chunk_size`` images is written atomically as it completes; an interrupted
-    run recomputes only missing chunks; when all are done they are merged into ``patches.npy``.
-    """
-    from tqdm.auto import tqdm
-
-    from ..features import extract_features
-
-    paths = [str(p) for p in paths]
-    folder = patch_cache_dir(paths, grid=grid, patch_fraction=patch_fraction, resolution=resolution, cache_dir=cache_dir)
-    merged = folder / "patches.npy"
-    if merged.is_file():
-        return np.load(merged)
-    folder.mkdir(parents=True, exist_ok=True)
-    n, nt = len(paths), grid * grid
-    n_chunks = (n + chunk_size - 1) // chunk_size
-    todo = [i for i in range(n_chunks) if not (folder / f"shard-{i:05d}.npy").is_file()]
-    done_images = sum(min(chunk_size, n - i * chunk_size) for i in range(n_chunks) if i not in todo)
-    bar = tqdm(total=n * nt, initial=done_images * nt, disable=not progress, file=sys.stderr, unit="patch", desc=desc, dynamic_ncols=True, mininterval=2.0)
-    for i in todo:
-        chunk = paths[i * chunk_size:(i + 1) * chunk_size]
-        patches = [p for path in chunk for p in image_patches(path, grid, patch_fraction)]
-        feats = extract_features(patches, resolution=resolution, batch_size=144, progress=False)
-        if len(feats) != len(patches):
-            raise DataError(f"{folder}: backbone returned {len(feats)} rows for {len(patches)} patches")
-        with atomic_write(folder / f"shard-{i:05d}.npy", "wb") as fh:
-            np.save(fh, feats.reshape(len(chunk), nt, -1).astype(np.float16))
-        bar.update(len(patches))
-    bar.close()
-    out = np.concatenate([np.load(folder / f"shard-{i:05d}.npy") for i in range(n_chunks)], axis=0)
-    with atomic_write(merged, "wb") as fh:
-        np.save(fh, out)
-    for i in range(n_chunks):
-        (folder / f"shard-{i:05d}.npy").unlink(missing_ok=True)
-    return out
+FORMAT_VERSION = 2
 
 
 # ------------------------------------------------------------------------------------------------
 # patch clustering module
-@dataclass
-class ClusteringConfig:
-    n_clusters: int = 64  # D_v
-    lambda_sem: float = 1.0
-    epochs: int = 30
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    seed: int = 0
-
-
-def _build_module(d_in: int, n_clusters: int, n_seen: int, d_sem: int):
+def _build_module(d_in: int, hidden: int, n_clusters: int, n_classes: int, d_sem: int):
     import torch.nn as nn
 
-    class PatchClustering(nn.Module):
-        """H (D_f -> D_v, softmax), Q (D_v -> |Y_s|), S (D_v -> D_w)."""
+    class PatchClusteringNet(nn.Module):
+        """g (D_f -> hidden, ReLU; identity if hidden=0), H (-> D_v, softmax), Q (D_v -> |Y_s|), S (D_v -> D_w)."""
 
         def __init__(self):
             super().__init__()
-            self.H = nn.Linear(d_in, n_clusters)
-            self.Q = nn.Linear(n_clusters, n_seen)
+            self.g = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU()) if hidden else nn.Identity()
+            self.H = nn.Linear(hidden or d_in, n_clusters)
+            self.Q = nn.Linear(n_clusters, n_classes)
             self.S = nn.Linear(n_clusters, d_sem)
 
         def assign(self, x):
-            return self.H(x).softmax(-1)  # a_nt: cluster probabilities
+            return self.H(self.g(x)).softmax(-1)  # a_nt: cluster probabilities
 
         def forward(self, x):
             a = self.assign(x)
             return a, self.Q(a), self.S(a)
 
-    return PatchClustering()
+    return PatchClusteringNet()
 
 
-@dataclass
-class PatchClusteringResult:
-    module: object  # the torch module (H, Q, S)
-    mean: np.ndarray  # (D_f,) standardisation of theta
-    std: np.ndarray
-    class_embeddings: np.ndarray  # (S, D_v) phi^VGSE of the seen classes (order of seen labels 0..S-1)
-    image_embeddings: np.ndarray  # (n, D_v) a_n
-    history: list[dict]
-    seconds: float
+def _init_from(module, gen) -> None:
+    """PyTorch's default Linear init (U(+-1/sqrt(fan_in))), drawn from ``gen`` (no global RNG)."""
+    import math
+
+    import torch
+    import torch.nn as nn
+
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            with torch.no_grad():
+                m.weight.copy_((torch.rand(m.weight.shape, generator=gen) * 2 - 1) * bound)
+                m.bias.copy_((torch.rand(m.bias.shape, generator=gen) * 2 - 1) * bound)
+
+
+class PatchClustering:
+    """The patch clustering module of VGSE (see the module docstring, step 2).
+
+    ``fit(patch_features (n, N_t, D_f), labels (n,) in 0..K-1, word_vectors (K, D_w))``; fitted
+    attributes: ``class_embeddings_`` (K, D_v), ``mean_``/``std_`` (feature standardisation),
+    ``module_`` (torch), ``history_`` (per-epoch losses, patch accuracy of Q, cluster usage).
+    ``assign(P)`` -> (..., D_v) cluster probabilities; ``image_embeddings(P)`` -> (n, D_v).
+    """
+
+    parameter_constraints = {
+        "n_clusters": [Interval(int, 2, None)],
+        "hidden": [Interval(int, 0, None)],
+        "lambda_sem": [Interval(float, 0, None)],
+        "lambda_bal": [Interval(float, 0, None)],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "weight_decay": [Interval(float, 0, None)],
+        "n_threads": [None, Interval(int, 1, None)],
+        "random_state": [Interval(int, 0, None)],
+        "progress": [bool],
+    }
+
+    def __init__(self, *, n_clusters: int = 64, hidden: int = 512, lambda_sem: float = 1.0, lambda_bal: float = 1.0,
+                 epochs: int = 15, batch_size: int = 512, lr: float = 1e-3, weight_decay: float = 1e-5,
+                 n_threads: int | None = 1, random_state: int = 0, progress: bool = False):
+        self.n_clusters = n_clusters
+        self.hidden = hidden
+        self.lambda_sem = lambda_sem
+        self.lambda_bal = lambda_bal
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.progress = progress
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self.parameter_constraints}
+
+    def fit(self, patch_features, labels, word_vectors) -> "PatchClustering":
+        import torch
+        import torch.nn.functional as F
+        from tqdm.auto import tqdm
+
+        validate_params("vgse clustering", self.get_params(), self.parameter_constraints)
+        P = np.asarray(patch_features)
+        labels = np.asarray(labels, np.int64)
+        W = np.asarray(word_vectors, np.float32)
+        if P.ndim != 3 or len(P) != len(labels):
+            raise ZSLError(f"patch features must be (n_images, N_t, D_f) with one label per image; got {P.shape}, {labels.shape}")
+        K = len(W)
+        if len(labels) == 0 or labels.min() < 0 or labels.max() >= K or len(np.unique(labels)) != K:
+            raise ZSLError(f"labels must cover 0..{K - 1} (one word vector per class); got {np.unique(labels).tolist()[:10]}")
+        if not (np.isfinite(W).all() and np.isfinite(P).all()):
+            raise ZSLError("VGSE clustering: patch features or word vectors contain NaN/inf")
+        t0 = time.perf_counter()
+        old_threads = torch.get_num_threads()
+        if self.n_threads:
+            torch.set_num_threads(self.n_threads)
+        try:
+            n, nt, d = P.shape
+            flat = P.reshape(n * nt, d).astype(np.float32)
+            self.mean_ = flat.mean(0)
+            self.std_ = flat.std(0) + 1e-3
+            X = torch.from_numpy((flat - self.mean_) / self.std_)
+            y = torch.from_numpy(np.repeat(labels, nt))
+            Wn = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
+            Wt = torch.from_numpy(Wn)
+            gen = torch.Generator().manual_seed(self.random_state)
+            module = _build_module(d, self.hidden, self.n_clusters, K, W.shape[1])
+            _init_from(module, gen)
+            opt = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            log_dv = float(np.log(self.n_clusters))
+            self.history_ = []
+            for epoch in tqdm(range(self.epochs), disable=not self.progress, file=sys.stderr, desc="VGSE clustering", unit="epoch"):
+                module.train()
+                perm = torch.randperm(len(X), generator=gen)
+                tot = {"cls": 0.0, "sem": 0.0, "bal": 0.0, "acc": 0.0}
+                for s in range(0, len(X), self.batch_size):
+                    idx = perm[s:s + self.batch_size]
+                    a, logits, sem = module(X[idx])
+                    l_cls = F.cross_entropy(logits, y[idx])
+                    l_sem = (sem - Wt[y[idx]]).norm(dim=1).mean()
+                    abar = a.mean(0)
+                    l_bal = (abar * (abar.clamp_min(1e-12).log())).sum() + log_dv  # KL(abar || uniform)
+                    loss = l_cls + self.lambda_sem * l_sem + self.lambda_bal * l_bal
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    k = len(idx)
+                    tot["cls"] += l_cls.item() * k
+                    tot["sem"] += l_sem.item() * k
+                    tot["bal"] += l_bal.item() * k
+                    tot["acc"] += (logits.argmax(1) == y[idx]).float().sum().item()
+                if not np.isfinite(tot["cls"]):
+                    raise ZSLError(f"VGSE clustering diverged at epoch {epoch} (loss NaN); lower lr={self.lr}")
+                self.history_.append({"epoch": epoch, **{k: v / len(X) for k, v in tot.items()}})
+            module.eval()
+            self.module_ = module
+            self.n_classes_ = K
+            self.d_sem_ = W.shape[1]
+            A = self.assign(P)  # (n, N_t, D_v)
+            img = A.mean(1)
+            self.class_embeddings_ = np.stack([img[labels == k].mean(0) for k in range(K)]).astype(np.float32)
+            # effective number of clusters used (exp of the entropy of the overall assignment mass)
+            mass = A.reshape(-1, self.n_clusters).mean(0)
+            self.clusters_used_ = float(np.exp(-(mass * np.log(np.maximum(mass, 1e-12))).sum()))
+            self.fit_seconds_ = time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(old_threads)
+        return self
 
     def assign(self, patch_features: np.ndarray, batch: int = 8192) -> np.ndarray:
         """(..., D_f) patch features -> (..., D_v) cluster probabilities a_nt."""
         import torch
 
-        flat = np.asarray(patch_features, np.float32).reshape(-1, patch_features.shape[-1])
+        if not hasattr(self, "module_"):
+            raise ZSLError("PatchClustering is not fitted; call fit() or load a stored model first")
+        P = np.asarray(patch_features)
+        flat = P.reshape(-1, P.shape[-1])
         out = []
         with torch.inference_mode():
             for s in range(0, len(flat), batch):
-                x = torch.from_numpy((flat[s:s + batch] - self.mean) / self.std)
-                out.append(self.module.assign(x).numpy())
-        return np.concatenate(out).reshape(*patch_features.shape[:-1], -1)
+                x = torch.from_numpy(((flat[s:s + batch].astype(np.float32) - self.mean_) / self.std_).astype(np.float32))
+                out.append(self.module_.assign(x).numpy())
+        return np.concatenate(out).reshape(*P.shape[:-1], -1)
 
+    def image_embeddings(self, patch_features: np.ndarray) -> np.ndarray:
+        """(n, N_t, D_f) -> (n, D_v): a_n, the mean of the image's patch assignments."""
+        return self.assign(patch_features).mean(1)
 
-def fit_patch_clustering(
-    patch_features: np.ndarray,
-    labels: np.ndarray,
-    word_vectors: np.ndarray,
-    config: ClusteringConfig | None = None,
-    *,
-    progress: bool = True,
-) -> PatchClusteringResult:
-    """Train H, Q, S on (n, N_t, D_f) patch features of images with seen labels 0..S-1.
+    # plain-array storage: no pickle, no code in the file
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"state/{k}": v.detach().numpy() for k, v in self.module_.state_dict().items()}
+        arrays.update(mean=self.mean_, std=self.std_, class_embeddings=self.class_embeddings_,
+                      params=np.asarray(json.dumps(self.get_params())), shape=np.asarray([self.n_classes_, self.d_sem_]))
+        return arrays
 
-    word_vectors: (S, D_w) phi_w of the seen classes (row s for label s). Returns the seen-class
-    embeddings (S, D_v) = mean over each class's images of the mean over their patches of a_nt.
-    """
-    import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
+    @classmethod
+    def from_arrays(cls, arrays, where: str = "model") -> "PatchClustering":
+        import torch
 
-    from ..nn import init_default_
-
-    cfg = config or ClusteringConfig()
-    P = np.asarray(patch_features)
-    labels = np.asarray(labels, np.int64)
-    W = np.asarray(word_vectors, np.float32)
-    if P.ndim != 3 or len(P) != len(labels):
-        raise ZSLError(f"patch features must be (n_images, N_t, D_f) with one label per image; got {P.shape}, {labels.shape}")
-    n_seen = len(W)
-    if labels.min() < 0 or labels.max() >= n_seen or len(np.unique(labels)) != n_seen:
-        raise ZSLError(f"labels must cover 0..{n_seen - 1} (one word vector per seen class); got {np.unique(labels).tolist()}")
-    t0 = time.perf_counter()
-    n, nt, d = P.shape
-    flat = P.reshape(n * nt, d).astype(np.float32)
-    mean = flat.mean(0)
-    std = flat.std(0) + 1e-3
-    X = torch.from_numpy((flat - mean) / std)
-    y = torch.from_numpy(np.repeat(labels, nt))
-    Wt = torch.from_numpy(W)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    module = init_default_(_build_module(d, cfg.n_clusters, n_seen, W.shape[1]), gen)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history = []
-    for epoch in tqdm(range(cfg.epochs), disable=not progress, file=sys.stderr, desc="VGSE clustering", unit="epoch"):
-        perm = torch.randperm(len(X), generator=gen)
-        tot = {"cls": 0.0, "sem": 0.0, "acc": 0.0}
-        for s in range(0, len(X), cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
-            a, logits, sem = module(X[idx])
-            l_cls = F.cross_entropy(logits, y[idx])
-            l_sem = (sem - Wt[y[idx]]).norm(dim=1).mean()
-            loss = l_cls + cfg.lambda_sem * l_sem
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            k = len(idx)
-            tot["cls"] += l_cls.item() * k
-            tot["sem"] += l_sem.item() * k
-            tot["acc"] += (logits.argmax(1) == y[idx]).float().sum().item()
-        history.append({"epoch": epoch, **{k: v / len(X) for k, v in tot.items()}})
-    module.eval()
-    res = PatchClusteringResult(module, mean, std, np.zeros(0), np.zeros(0), history, 0.0)
-    A = res.assign(P)  # (n, N_t, D_v)
-    img = A.mean(1)
-    cls = np.stack([img[labels == s].mean(0) for s in range(n_seen)])
-    res.image_embeddings, res.class_embeddings = img.astype(np.float32), cls.astype(np.float32)
-    res.seconds = time.perf_counter() - t0
-    return res
+        try:
+            params = json.loads(str(arrays["params"]))
+            obj = cls(**params)
+            n_classes, d_sem = (int(v) for v in arrays["shape"])
+            obj.mean_, obj.std_ = np.asarray(arrays["mean"], np.float32), np.asarray(arrays["std"], np.float32)
+            obj.class_embeddings_ = np.asarray(arrays["class_embeddings"], np.float32)
+            obj.n_classes_, obj.d_sem_ = n_classes, d_sem
+            module = _build_module(len(obj.mean_), obj.hidden, obj.n_clusters, n_classes, d_sem)
+            state = {k[len("state/"):]: torch.from_numpy(np.asarray(arrays[k])) for k in arrays.keys() if k.startswith("state/")}
+            module.load_state_dict(state, strict=True)
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise DataError(f"{where}: not a VGSE clustering model of this version ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:100]}); refit with `zsl vgse fit`") from None
+        module.eval()
+        obj.module_ = module
+        return obj
 
 
 def transfer_to_unseen(seen_embeddings: np.ndarray, W_seen: np.ndarray, W_unseen: np.ndarray,
                        relation: str = "qp", *, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Class relation module: (U, D_v) unseen embeddings r^T Phi_s and the weights R (U, S)."""
+    """Class relation module: (U, D_v) embeddings r^T Phi_s of classes without images, and R (U, S)."""
     kw = {"alpha": alpha} if relation == "qp" else {}
     R = class_relation(W_seen, W_unseen, relation, **kw)
     return (R @ seen_embeddings).astype(np.float32), R
 
 
+def embedding_matrix(n_classes: int, modelled: np.ndarray, Phi_modelled: np.ndarray, W: np.ndarray,
+                     relation: str = "qp", alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(C, D_v) class embeddings: rows ``modelled`` = their image embeddings, every other row by relation.
+
+    Returns the matrix and the relation weights R (C - |modelled|, |modelled|) of the other classes
+    (in increasing class id).
+    """
+    modelled = np.asarray(modelled)
+    others = np.setdiff1d(np.arange(n_classes), modelled)
+    Phi = np.zeros((n_classes, Phi_modelled.shape[1]), np.float32)
+    Phi[modelled] = Phi_modelled
+    Phi[others], R = transfer_to_unseen(Phi_modelled, W[modelled], W[others], relation, alpha=alpha)
+    return Phi, R
+
+
 # ------------------------------------------------------------------------------------------------
-# dataset-level fit, storage, attachment
+# dataset-level fit
+@dataclass
+class VGSEConfig:
+    """Everything a VGSE fit depends on besides the data (recorded in meta.json)."""
+
+    grid: int = 3
+    patch_fraction: float = 0.5
+    resolution: int = 64
+    images_per_class: int | None = None  # None = every trainval photo of the class
+    word_vectors: str = "glove"
+    n_clusters: int = 32  # D_v: chosen on FLO's validation classes among 16..256 (benchmarks/results/vgse.md)
+    hidden: int = 512
+    lambda_sem: float = 1.0
+    lambda_bal: float = 1.0
+    epochs: int = 15
+    batch_size: int = 512
+    lr: float = 1e-3
+    seed: int = 0
+    alphas: tuple = (0.0, -0.01, -0.03, -0.1)  # candidates; chosen on validation when a scorer is given
+    alpha: float | None = None  # fixed alpha (skips the choice)
+
+    def clustering(self, progress: bool = False) -> PatchClustering:
+        return PatchClustering(n_clusters=self.n_clusters, hidden=self.hidden, lambda_sem=self.lambda_sem,
+                               lambda_bal=self.lambda_bal, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                               random_state=self.seed, progress=progress)
+
+
 def fit_dir(dataset_name: str, split: str, cache_dir=None) -> Path:
     return cache_root(cache_dir) / "vgse" / "fit" / f"{dataset_name}-{split}"
 
 
-def _class_image_paths(dataset, rows: np.ndarray, per_class: int | None, seed: int) -> dict[int, list[str]]:
-    """{class id: image paths} from ``rows``, at most ``per_class`` per class, chosen independently of
-    the split (seeded by class name), so every rotation picks the same images of a class."""
-    paths = dataset.meta.get("paths")
-    if paths is None or len(paths) != len(dataset.y):
-        raise DataError(f"dataset {dataset.name!r} has no image paths (meta['paths']); VGSE needs an image-folder "
-                        "dataset (cifar10 or image-folder:PATH)")
+def class_image_paths(dataset, classes, images_per_class: int | None = None, cache_dir=None,
+                      paths: list[str] | None = None) -> dict[int, list[str]]:
+    """{class id: sorted trainval photo paths} for ``classes``; at most ``images_per_class`` each
+    (the first ones in sorted order, so every fit that uses a class reads the same photos)."""
+    paths = paths if paths is not None else dataset_image_paths(dataset, cache_dir)
+    tv = dataset.splits["trainval"]
     out = {}
-    for c in np.unique(dataset.y[rows]):
-        cls_paths = sorted(paths[i] for i in rows[dataset.y[rows] == c])
-        if per_class is not None and len(cls_paths) > per_class:
-            rng = np.random.default_rng([seed, int(hashlib.sha256(dataset.class_names[c].encode()).hexdigest()[:8], 16)])
-            cls_paths = sorted(rng.choice(cls_paths, per_class, replace=False).tolist())
-        out[int(c)] = cls_paths
+    for c in classes:
+        rows = tv[dataset.y[tv] == c]
+        if not len(rows):
+            raise DataError(f"dataset {dataset.name!r}: class {dataset.class_names[c]!r} has no trainval photos for VGSE")
+        cls_paths = sorted(paths[i] for i in rows)
+        out[int(c)] = cls_paths[:images_per_class] if images_per_class else cls_paths
     return out
 
 
 @dataclass
-class VGSEConfig:
-    images_per_class: int | None = 500
-    grid: int = 3
-    patch_fraction: float = 0.5
-    resolution: int = 64
-    word_vectors: str = "glove"
-    alpha: float = 0.0
-    clustering: ClusteringConfig = None  # type: ignore[assignment]
+class PatchBank:
+    """Patch features of the trainval photos of some classes: one (n_c, N_t, D_f) array per class."""
 
-    def __post_init__(self):
-        if self.clustering is None:
-            self.clustering = ClusteringConfig()
+    features: dict[int, np.ndarray]
+    paths: dict[int, list[str]]
+    extract_seconds: float = 0.0
+    extract_cpu_seconds: float = 0.0
+
+    def stack(self, classes) -> tuple[np.ndarray, np.ndarray]:
+        """(n, N_t, D_f) features and labels 0..len(classes)-1 (position in ``classes``)."""
+        P = np.concatenate([self.features[int(c)] for c in classes])
+        y = np.concatenate([np.full(len(self.features[int(c)]), k) for k, c in enumerate(classes)])
+        return P, y
 
 
-def fit_vgse(dataset, config: VGSEConfig | None = None, *, cache_dir=None, progress: bool = True) -> dict:
-    """Fit VGSE on the dataset's seen-class training images and store every relation variant.
+def load_patch_bank(dataset, classes, cfg: VGSEConfig, *, cache_dir=None, progress: bool = True) -> PatchBank:
+    """Extract (or read from the cache) the patch features of the trainval photos of ``classes``."""
+    from ..features.efficientnet import load_efficientnet_lite0
 
-    Returns a summary dict (paths, timings, training history, the relation weights).
+    per_class = class_image_paths(dataset, classes, cfg.images_per_class, cache_dir)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model = None
+    feats = {}
+    from tqdm.auto import tqdm
+
+    for c in tqdm(list(per_class), disable=not progress, file=sys.stderr, desc="VGSE patches (classes)", unit="class"):
+        folder_ok = False
+        if model is None:
+            from .vgse_patches import patch_cache_dir
+
+            folder_ok = (patch_cache_dir(per_class[c], grid=cfg.grid, patch_fraction=cfg.patch_fraction,
+                                         resolution=cfg.resolution, cache_dir=cache_dir) / "patches.npy").is_file()
+            if not folder_ok:
+                model = load_efficientnet_lite0()
+        feats[c] = extract_patch_features(per_class[c], grid=cfg.grid, patch_fraction=cfg.patch_fraction,
+                                          resolution=cfg.resolution, cache_dir=cache_dir, progress=False, model=model)
+    return PatchBank(feats, per_class, time.perf_counter() - t0, time.process_time() - c0)
+
+
+def word_vectors(dataset, source: str) -> np.ndarray:
+    if source not in dataset.embeddings or source.startswith("vgse"):
+        names = sorted(k for k in dataset.embeddings if not k.startswith("vgse"))
+        raise DataError(f"dataset {dataset.name!r} has no {source!r} class-name vectors for VGSE; available: {', '.join(names)}")
+    return dataset.embeddings[source]
+
+
+def fit_stage(dataset, bank: PatchBank, classes, cfg: VGSEConfig, *, progress: bool = False) -> PatchClustering:
+    """Fit the clustering module on the trainval patches of ``classes`` (labels = position in ``classes``)."""
+    P, y = bank.stack(classes)
+    W = word_vectors(dataset, cfg.word_vectors)
+    return cfg.clustering(progress).fit(P, y, W[np.asarray(classes)])
+
+
+def stage_matrices(dataset, model: PatchClustering, modelled, cfg: VGSEConfig, alpha: float) -> tuple[dict, dict]:
+    """{source: (C, D_v)} for the three relations, and {relation: R}, classes ``modelled`` from images."""
+    W = word_vectors(dataset, cfg.word_vectors)
+    mats, rels = {}, {}
+    for rel in RELATIONS:
+        mats[SOURCES[rel]], rels[rel] = embedding_matrix(dataset.n_classes, np.asarray(modelled), model.class_embeddings_,
+                                                         W, rel, alpha)
+    return mats, rels
+
+
+def choose_alpha(dataset, selection_model: PatchClustering, cfg: VGSEConfig,
+                 scorer: Callable[[np.ndarray], float] | None) -> tuple[float, list[dict]]:
+    """alpha of the QP relation: ``cfg.alpha`` if fixed, else the candidate whose validation-stage
+    matrix scores best on the validation classes (``scorer(S_val) -> score``); ties -> the first."""
+    if cfg.alpha is not None or scorer is None:
+        return (cfg.alpha if cfg.alpha is not None else cfg.alphas[0]), []
+    W = word_vectors(dataset, cfg.word_vectors)
+    trials = []
+    for a in cfg.alphas:
+        S_val, _ = embedding_matrix(dataset.n_classes, dataset.train_classes, selection_model.class_embeddings_, W, "qp", a)
+        trials.append({"alpha": float(a), "score": float(scorer(S_val))})
+    best = max(trials, key=lambda t: t["score"])
+    return best["alpha"], trials
+
+
+def fit_vgse(dataset, config: VGSEConfig | None = None, *, scorer: Callable[[np.ndarray], float] | None = None,
+             cache_dir=None, progress: bool = True, store: bool = True) -> dict:
+    """Fit the selection model (train classes) and the final model (seen classes); store both stages.
+
+    ``scorer(S_val) -> float``: the validation score of a validation-stage matrix (higher is better),
+    used to choose alpha among ``config.alphas``; without it alpha = ``config.alpha`` or the first
+    candidate. Returns a summary dict (timings, chosen alpha and its trials, training histories).
     """
-    import torch
-
     cfg = config or VGSEConfig()
     seen = np.asarray(dataset.seen_classes)
-    unseen = np.asarray(dataset.unseen_classes)
-    if cfg.word_vectors not in dataset.embeddings:
-        raise DataError(f"dataset {dataset.name!r} has no {cfg.word_vectors!r} vectors for the relation module; "
-                        f"available: {', '.join(sorted(dataset.embeddings))}")
-    Wfull = dataset.embeddings[cfg.word_vectors]
-    trainval = dataset.splits["trainval"]
-    per_class = _class_image_paths(dataset, trainval, cfg.images_per_class, cfg.clustering.seed)
-    if sorted(per_class) != sorted(seen.tolist()):
-        raise DataError(f"dataset {dataset.name!r}: trainval images do not cover every seen class")
-    t0, c0 = time.perf_counter(), time.process_time()
-    feats, labels = [], []
-    for s, c in enumerate(seen):
-        P = extract_patch_features(per_class[int(c)], grid=cfg.grid, patch_fraction=cfg.patch_fraction,
-                                   resolution=cfg.resolution, cache_dir=cache_dir, progress=progress,
-                                   desc=f"VGSE patches {dataset.class_names[c]}")
-        feats.append(P)
-        labels.append(np.full(len(P), s))
-    extract_seconds, extract_cpu = time.perf_counter() - t0, time.process_time() - c0
-    P = np.concatenate(feats)
-    labels = np.concatenate(labels)
+    train = np.asarray(dataset.train_classes)
+    if not len(dataset.val_classes):
+        raise DataError(f"dataset {dataset.name!r} split {dataset.split!r} has no validation classes; VGSE's "
+                        "selection model needs them")
+    word_vectors(dataset, cfg.word_vectors)  # fail early on a missing source
+    bank = load_patch_bank(dataset, seen, cfg, cache_dir=cache_dir, progress=progress)
     c0 = time.process_time()
-    res = fit_patch_clustering(P, labels, Wfull[seen], cfg.clustering, progress=progress)
+    selection = fit_stage(dataset, bank, train, cfg, progress=progress)
+    alpha, trials = choose_alpha(dataset, selection, cfg, scorer)
+    final = fit_stage(dataset, bank, seen, cfg, progress=progress)
     train_cpu = time.process_time() - c0
-
-    mats, relations = {}, {}
-    for rel in RELATIONS:
-        Phi = np.zeros((dataset.n_classes, cfg.clustering.n_clusters), np.float32)
-        Phi[seen] = res.class_embeddings
-        Phi[unseen], R = transfer_to_unseen(res.class_embeddings, Wfull[seen], Wfull[unseen], rel, alpha=cfg.alpha)
-        mats[SOURCES[rel]] = Phi
-        relations[rel] = R
+    val_mats, val_rels = stage_matrices(dataset, selection, train, cfg, alpha)
+    test_mats, test_rels = stage_matrices(dataset, final, seen, cfg, alpha)
+    summary = {
+        "dataset": dataset.name, "split": dataset.split, "format": FORMAT_VERSION, "config": asdict(cfg),
+        "alpha": alpha, "alpha_trials": trials,
+        "n_images": int(sum(len(v) for v in bank.paths.values())),
+        "n_patches": int(sum(v.shape[0] * v.shape[1] for v in bank.features.values())),
+        "extract_seconds": bank.extract_seconds, "extract_cpu_seconds": bank.extract_cpu_seconds,
+        "train_seconds": selection.fit_seconds_ + final.fit_seconds_, "train_cpu_seconds": train_cpu,
+        "selection_model": {"classes": len(train), "final_epoch": selection.history_[-1], "clusters_used": selection.clusters_used_},
+        "final_model": {"classes": len(seen), "final_epoch": final.history_[-1], "clusters_used": final.clusters_used_},
+        "seen_images": {dataset.class_names[c]: bank.paths[int(c)] for c in seen},
+    }
+    if not store:
+        summary.update(val_matrices=val_mats, test_matrices=test_mats, selection=selection, final=final)
+        return summary
     out = fit_dir(dataset.name, dataset.split, cache_dir)
     out.mkdir(parents=True, exist_ok=True)
+    arrays = {f"{k}@test": v for k, v in test_mats.items()}
+    arrays.update({f"{k}@val": v for k, v in val_mats.items()})
+    arrays.update({f"relation-{k}@test": v for k, v in test_rels.items()})
+    arrays.update({f"relation-{k}@val": v for k, v in val_rels.items()})
     atomic_save_npz(out / "embeddings.npz", class_names=np.asarray(dataset.class_names), seen_classes=seen,
-                    unseen_classes=unseen, **{k: v for k, v in mats.items()},
-                    **{f"relation-{k}": v for k, v in relations.items()})
-    with atomic_write(out / "model.pt", "wb") as fh:
-        torch.save({"state": res.module.state_dict(), "mean": res.mean, "std": res.std,
-                    "d_in": P.shape[2], "n_seen": len(seen), "d_sem": Wfull.shape[1]}, fh)
-    summary = {
-        "dataset": dataset.name, "split": dataset.split, "config": {**asdict(cfg)},
-        "n_images": int(len(P)), "n_patches": int(P.shape[0] * P.shape[1]),
-        "extract_seconds": extract_seconds, "train_seconds": res.seconds,
-        # CPU seconds of this process (all threads): a load-independent measure on a shared machine
-        "extract_cpu_seconds": extract_cpu, "train_cpu_seconds": train_cpu,
-        "final_epoch": res.history[-1] if res.history else {},
-        "relations": {k: np.round(v, 4).tolist() for k, v in relations.items()},
-        "seen_images": {dataset.class_names[c]: per_class[int(c)] for c in seen},
-        "path": str(out),
-    }
+                    unseen_classes=dataset.unseen_classes, train_classes=train, val_classes=dataset.val_classes,
+                    format=np.asarray(FORMAT_VERSION), **arrays)
+    atomic_save_npz(out / "model-train.npz", **selection.to_arrays())
+    atomic_save_npz(out / "model-seen.npz", **final.to_arrays())
+    summary["path"] = str(out)
     write_json(out / "meta.json", summary)
     return summary
 
 
-def load_clustering(dataset_name: str, split: str, cache_dir=None) -> PatchClusteringResult:
-    """The stored H, Q, S of a fit (for assigning new patches, e.g. the figure)."""
-    import torch
-
-    path = fit_dir(dataset_name, split, cache_dir) / "model.pt"
+def load_clustering(dataset_name: str, split: str, stage: str = "seen", cache_dir=None) -> PatchClustering:
+    """A stored clustering module: ``stage="seen"`` (final model) or ``"train"`` (selection model)."""
+    path = fit_dir(dataset_name, split, cache_dir) / f"model-{stage}.npz"
     if not path.is_file():
         raise DataError(f"{path}: no VGSE model; run `zsl vgse fit --dataset {dataset_name} --split {split}`")
-    blob = torch.load(path, weights_only=False)
-    module = _build_module(blob["d_in"], blob["state"]["H.weight"].shape[0], blob["n_seen"], blob["d_sem"])
-    module.load_state_dict(blob["state"])
-    module.eval()
-    return PatchClusteringResult(module, blob["mean"], blob["std"], np.zeros(0), np.zeros(0), [], 0.0)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return PatchClustering.from_arrays({k: z[k] for k in z.files}, where=str(path))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable VGSE model ({type(exc).__name__}); refit with `zsl vgse fit`") from None
 
 
 def attach_vgse(dataset, cache_dir=None):
-    """Add ``vgse``, ``vgse-lstsq`` and ``vgse-cosine`` embeddings when a fit for (dataset, split) is cached.
+    """Add ``vgse``, ``vgse-lstsq`` and ``vgse-cosine`` (test- and validation-stage) when a fit is cached.
 
-    A stored fit whose classes or seen/unseen split differ from the dataset is not attached (a
-    warning says to refit). Returns the dataset (modified in place).
+    A stored fit whose classes or class sets differ from the dataset, or of an older format, is not
+    attached (a warning says to refit). Returns the dataset (modified in place).
     """
-    path = cache_root(cache_dir) / "vgse" / "fit" / f"{dataset.name}-{dataset.split}" / "embeddings.npz"
+    path = fit_dir(dataset.name, dataset.split, cache_dir) / "embeddings.npz"
     if not path.is_file():
         return dataset
-    with np.load(path) as z:
-        same = (z["class_names"].tolist() == list(dataset.class_names)
-                and np.array_equal(z["seen_classes"], dataset.seen_classes)
-                and np.array_equal(z["unseen_classes"], dataset.unseen_classes))
-        if not same:
-            warnings.warn(f"{path}: stored VGSE embeddings were fitted for other classes or another split; "
-                          f"refit with `zsl vgse fit --dataset {dataset.name} --split {dataset.split}`", UserWarning,
-                          stacklevel=2)
-            return dataset
-        for source in SOURCES.values():
-            dataset.embeddings[source] = np.asarray(z[source], np.float32)
+    refit = f"refit with `zsl vgse fit --dataset {dataset.name} --split {dataset.split}`"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" not in z.files or int(z["format"]) != FORMAT_VERSION:
+                warnings.warn(f"{path}: stored VGSE embeddings are of an older format; {refit}", UserWarning, stacklevel=2)
+                return dataset
+            same = (z["class_names"].tolist() == list(dataset.class_names)
+                    and all(np.array_equal(z[k], getattr(dataset, k))
+                            for k in ("seen_classes", "unseen_classes", "train_classes", "val_classes")))
+            if not same:
+                warnings.warn(f"{path}: stored VGSE embeddings were fitted for other classes or another split; {refit}",
+                              UserWarning, stacklevel=2)
+                return dataset
+            for source in SOURCES.values():
+                dataset.embeddings[source] = np.asarray(z[f"{source}@test"], np.float32)
+                dataset.validation_embeddings[source] = np.asarray(z[f"{source}@val"], np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: unreadable VGSE embeddings ({type(exc).__name__}); {refit}") from None
     dataset.validate()
     return dataset
 
 
-__all__ = [
-    "ClusteringConfig",
-    "PatchClusteringResult",
-    "SOURCES",
-    "VGSEConfig",
-    "attach_vgse",
-    "cluster_figure",
-    "extract_patch_features",
-    "fit_patch_clustering",
-    "fit_vgse",
-    "fit_dir",
-    "image_patches",
-    "load_clustering",
-    "patch_boxes",
-    "transfer_to_unseen",
-]
-
-
 # ------------------------------------------------------------------------------------------------
 # the paper's qualitative figure
-def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int = 6, unseen_images: int = 50,
+def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int = 6, unseen_images: int = 10,
                    cache_dir=None, progress: bool = True) -> Path:
-    """PNG: for ``n_clusters_shown`` clusters, the patches nearest to each cluster's centre.
+    """PNG: for ``n_clusters_shown`` clusters, the patches nearest to each cluster's centre, with their class.
 
     "Nearest to the centre" = highest assignment probability a_nt^k (the clustering layer is a
-    softmax over clusters, so the most confidently assigned patches are the prototypical ones).
-    Left panel: seen-class training patches used by the fit; right panel: patches of
-    ``unseen_images`` test images of every unseen class (read only here, never by the fit).
-    Clusters shown: the most used ones (largest total assignment over seen and unseen patches)
-    among those whose strongest unseen patch is confidently assigned, so each row shows a visual
-    property that transfers to unseen classes.
+    softmax over clusters, so the most confidently assigned patches are the prototypical ones), at
+    most one patch per photo. Left panel: seen-class training patches used by the final fit; right
+    panel: patches of the first ``unseen_images`` test photos of every unseen class (read only here,
+    never by a fit). Clusters shown: the most used ones (largest assignment mass over seen and unseen
+    patches) among those whose strongest unseen patch is confidently assigned (>= 0.5), so each row
+    shows a visual property found in seen and unseen classes alike.
     """
     import matplotlib
 
@@ -456,23 +544,24 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
         raise DataError(f"{meta_path}: no VGSE fit; run `zsl vgse fit --dataset {dataset.name} --split {dataset.split}`")
     meta = json.loads(meta_path.read_text())
     cfg = meta["config"]
-    model = load_clustering(dataset.name, dataset.split, cache_dir)
-    kw = dict(grid=cfg["grid"], patch_fraction=cfg["patch_fraction"], resolution=cfg["resolution"],
-              cache_dir=cache_dir, progress=progress)
+    model = load_clustering(dataset.name, dataset.split, "seen", cache_dir)
+    kw = dict(grid=cfg["grid"], patch_fraction=cfg["patch_fraction"], resolution=cfg["resolution"], cache_dir=cache_dir,
+              progress=False)
 
     def collect(paths_by_class: dict[str, list[str]]):
         paths, names, assign = [], [], []
         for name, paths_c in paths_by_class.items():
-            P = extract_patch_features(paths_c, desc=f"VGSE patches {name}", **kw)
-            assign.append(model.assign(P))
+            assign.append(model.assign(extract_patch_features(paths_c, **kw)))
             paths += paths_c
             names += [name] * len(paths_c)
         return paths, names, np.concatenate(assign)  # (n, N_t, D_v)
 
     s_paths, s_names, s_A = collect(meta["seen_images"])
-    test_unseen = dataset.splits["test_unseen"]
-    unseen = _class_image_paths(dataset, test_unseen, unseen_images, 0)
-    u_paths, u_names, u_A = collect({dataset.class_names[c]: p for c, p in unseen.items()})
+    all_paths = dataset_image_paths(dataset, cache_dir)
+    tu = dataset.splits["test_unseen"]
+    unseen = {dataset.class_names[c]: sorted(all_paths[i] for i in tu[dataset.y[tu] == c])[:unseen_images]
+              for c in dataset.unseen_classes}
+    u_paths, u_names, u_A = collect(unseen)
     nt = s_A.shape[1]
     mass = s_A.sum((0, 1)) + u_A.sum((0, 1))
     u_best = u_A.reshape(-1, u_A.shape[2]).max(0)
@@ -480,12 +569,13 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
     confident = [k for k in order if u_best[k] >= 0.5]
     chosen = (confident + [k for k in order if k not in confident])[:n_clusters_shown]
 
-    fig, axes = plt.subplots(len(chosen), 2 * per_row, figsize=(2 * per_row * 1.1, len(chosen) * 1.3))
+    fig, axes = plt.subplots(len(chosen), 2 * per_row, figsize=(2 * per_row * 1.15, len(chosen) * 1.45))
     axes = np.atleast_2d(axes)
     for row, k in enumerate(chosen):
         for panel, (paths, names, A) in enumerate(((s_paths, s_names, s_A), (u_paths, u_names, u_A))):
-            flat = A[:, :, k].ravel()
-            top = np.argsort(-flat)[:per_row]
+            best_t = A[:, :, k].argmax(1)  # one patch per photo: its most typical one
+            best = A[np.arange(len(A)), best_t, k]
+            top = np.argsort(-best)[:per_row]
             for j in range(per_row):
                 ax = axes[row, panel * per_row + j]
                 ax.set_xticks([])
@@ -493,14 +583,13 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
                 if j >= len(top):
                     ax.axis("off")
                     continue
-                img_i, t = divmod(int(top[j]), nt)
-                patch = image_patches(paths[img_i], cfg["grid"], cfg["patch_fraction"])[t]
+                img_i = int(top[j])
+                patch = image_patches(paths[img_i], cfg["grid"], cfg["patch_fraction"])[int(best_t[img_i])]
                 ax.imshow(patch, interpolation="nearest")
-                ax.set_title(f"{names[img_i]} {flat[top[j]]:.2f}", fontsize=6)
+                ax.set_title(f"{names[img_i][:16]} {best[img_i]:.2f}", fontsize=5.5)
         axes[row, 0].set_ylabel(f"cluster {k}", fontsize=7)
-    fig.suptitle(f"VGSE {dataset.name} {dataset.split}: patches nearest to {len(chosen)} cluster centres "
-                 f"(left: seen classes, right: unseen {', '.join(dataset.class_names[c] for c in dataset.unseen_classes)})",
-                 fontsize=8)
+    fig.suptitle(f"VGSE {dataset.name} {dataset.split}: photos' patches nearest to {len(chosen)} cluster centres "
+                 f"(left: seen classes, right: unseen classes); title = class, assignment probability", fontsize=8)
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -508,3 +597,24 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
         fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
     return out_path
+
+
+__all__ = [
+    "PatchBank",
+    "PatchClustering",
+    "SOURCES",
+    "VGSEConfig",
+    "attach_vgse",
+    "choose_alpha",
+    "class_image_paths",
+    "cluster_figure",
+    "embedding_matrix",
+    "fit_dir",
+    "fit_stage",
+    "fit_vgse",
+    "load_clustering",
+    "load_patch_bank",
+    "stage_matrices",
+    "transfer_to_unseen",
+    "word_vectors",
+]
