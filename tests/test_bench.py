@@ -130,7 +130,8 @@ def _fake_rows():
         rows.append({"method": "eszsl", "dataset": "awa1", "split": "ps", "setting": "zsl", "seed": seed,
                      "status": "ok", "metrics": {"acc": acc}})
     rows.append({"method": "eszsl", "dataset": "awa1", "split": "ps", "setting": "gzsl", "seed": 0, "status": "ok",
-                 "metrics": {"U": 0.1, "S": 0.8, "H": 2 * 0.1 * 0.8 / 0.9}})
+                 "metrics": {"U_uncalibrated": 0.1, "S_uncalibrated": 0.8, "H_uncalibrated": 2 * 0.1 * 0.8 / 0.9,
+                             "U": 0.3, "S": 0.5, "H": 0.375}})
     rows.append({"method": "dap", "dataset": "awa1", "split": "ps", "setting": "zsl", "seed": 0, "status": "error",
                  "error": "ValueError: broken", "metrics": {}})
     return rows
@@ -145,7 +146,10 @@ def test_report_tables_mean_std_and_published_anchor(tmp_path):
     assert "| eszsl | 50.0 ± 8.2 [pub 58.2" in md  # the published anchor, marked
     assert "Xian et al., TPAMI 2018" in md and "ResNet-101" in md
     assert "| dap | error" in md and "ValueError: broken" in md
-    assert "| eszsl | 10.0 [pub 6.6" in md and "17.8 [pub 12.1" in md
+    # published GZSL numbers are uncalibrated: they sit beside the raw U / S / H, and the calibrated
+    # H has its own column with no anchor
+    assert "| eszsl | 10.0 [pub 6.6" in md and "17.8 [pub 12.1" in md and "| 37.5 |" in md
+    assert "H cal." in md
     csv_text = to_csv(rows)
     assert "eszsl,awa1,ps,zsl,acc,50.0000,8.1650,3,58.2" in csv_text
     pngs = plot_bars(rows, tmp_path / "plots")

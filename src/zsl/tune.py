@@ -138,9 +138,15 @@ def classwise_cv_score(spec: str, dataset, params: dict[str, Any], *, folds: int
     from .eval.metrics import per_class_accuracy
     from .eval.protocol import make_method
 
+    source = semantics or dataset.default_semantics
+    if source in dataset.validation_embeddings:
+        # learnt from seen-class images (VGSE): a held-out seen class would be described by its own
+        # photos, so its score would not measure what test does
+        raise ZSLError(f"class-wise CV cannot use {source!r}: those embeddings are learnt from the seen classes' images; "
+                       "use --objective val (validation classes go through the relation step like test classes)")
     X, y = dataset.subset("trainval")
     seen = dataset.seen_classes
-    S_local = dataset.class_embeddings(semantics)[seen]
+    S_local = dataset.class_embeddings(source)[seen]
     if max_per_class:
         rng = np.random.default_rng(seed)
         idx = np.concatenate([rng.permutation(np.where(y == c)[0])[:max_per_class] for c in seen])
