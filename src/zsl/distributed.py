@@ -7,7 +7,7 @@
 * connects to the cluster at the given address (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``, or
   ``local`` for a throw-away one-machine instance), turning a failed connection into one line that
   says how to start a cluster,
-* passes the driver's ``ZSL_*`` variables (data and cache roots) to the job's workers,
+* passes the driver's ``ZSL_*`` variables (data and cache roots) to the job's workers when asked,
 * disconnects on exit when it made the connection (a caller that is already connected keeps it).
 
 What a multi-machine cluster needs (nothing here can check it up front): zsl installed in the same
@@ -40,6 +40,8 @@ def require_ray(address: str | None = None):
 
     if address is not None and is_loopback(address):
         os.environ.setdefault(LOOPBACK_ENV, "0")
+    # no usage reports from zsl's drivers (Ray would otherwise start an actor to collect them)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = require_extra("ray", "ray")
     constants = sys.modules.get("ray._private.ray_constants")
     if address is not None and is_loopback(address) and getattr(constants, "ENABLE_RAY_CLUSTER", False):
@@ -61,8 +63,13 @@ def check_address(address: str, *, flag: str = "--ray-address") -> str:
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str, *, flag: str = "--ray-address"):
-    """Connected to the Ray cluster at ``address`` for the block; yields the ``ray`` module."""
+def ray_cluster(address: str, *, flag: str = "--ray-address", worker_env: bool = False):
+    """Connected to the Ray cluster at ``address`` for the block; yields the ``ray`` module.
+
+    ``worker_env``: give the job's workers the driver's ``ZSL_*`` variables (data and cache roots).
+    Off for extraction, whose workers need neither: a job with its own environment cannot use the
+    workers Ray keeps started, and every worker then starts from scratch.
+    """
     address = check_address(address, flag=flag)
     ray = require_ray(address)
     if ray.is_initialized():
@@ -76,7 +83,7 @@ def ray_cluster(address: str, *, flag: str = "--ray-address"):
         kwargs["_node_ip_address"] = "127.0.0.1"
     _check_reachable(address, flag)
     zsl_env = {k: v for k, v in os.environ.items() if k.startswith("ZSL_")}
-    if zsl_env:  # the job's workers see the driver's data and cache roots (not the env `ray start` had)
+    if worker_env and zsl_env:  # the job's workers see the driver's data and cache roots (not the env `ray start` had)
         kwargs["runtime_env"] = {"env_vars": zsl_env}
     try:
         ray.init(address=address, logging_level=logging.WARNING, **kwargs)

@@ -127,7 +127,7 @@ def run_benchmark_ray(
     def over_budget() -> bool:
         return bool(budget) and time.perf_counter() - t_start > budget
 
-    with ray_cluster(address) as ray:
+    with ray_cluster(address, worker_env=True) as ray:
         slots = cluster_cpus(ray)
         task = ray.remote(num_cpus=1)(run_fit_group)
         log(f"zsl benchmark: Ray cluster with {slots} CPUs; {n_total} cells, one task per "

@@ -7,6 +7,7 @@ API::
                      cache_dir=None, progress=True, with_logits=False, cache=True)
         -> features (n_valid, 1280) float32, or (features, logits (n_valid, 1000)) with with_logits
     extract(images, ...) -> Extraction(features, logits, valid, skipped, paths)   # the full record
+    extract(paths, ..., ray_address=ADDR)   # the same, computed on a Ray cluster (zsl.features.ray_extract)
 
 ``images`` is a list of file paths (decoded in DataLoader worker processes; results cached under
 ``<cache root>/features/``, see :mod:`zsl.features.cache`) or a list of PIL images / uint8 HxWx3

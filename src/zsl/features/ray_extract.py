@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -142,9 +143,16 @@ def ray_batches(address: str, *, workers: int | None = None, cpus_per_worker: in
                 compute=ray.data.ActorPoolStrategy(size=n_workers),
                 num_cpus=cpus_per_worker,
             )
+            t0, first, n_done = time.perf_counter(), None, 0
             for b in out.iter_batches(batch_size=None, batch_format="numpy"):
+                if first is None:
+                    first = time.perf_counter() - t0
+                n_done += len(b["row"])
                 yield (b["row"], b["features"], b["ok"], [_to_str(x) for x in b["reason"]],
                        [_to_str(x) for x in b["key"]])
+            total = time.perf_counter() - t0
+            say(f"zsl extract: {n_done} images computed on the Ray cluster in {total:.1f} s "
+                f"({first or 0.0:.1f} s until the first results: workers starting and loading the model)")
 
     return compute
 
