@@ -46,8 +46,8 @@ def require_ray(address: str | None = None):
     constants = sys.modules.get("ray._private.ray_constants")
     if address is not None and is_loopback(address) and getattr(constants, "ENABLE_RAY_CLUSTER", False):
         raise ZSLError(f"ray was imported before zsl could keep it on loopback for {address}; set "
-                       f"{LOOPBACK_ENV}=0 in the environment (or import zsl.distributed.require_ray('{address}') "
-                       "before ray)")
+                       f"{LOOPBACK_ENV}=0 in the environment, or call zsl.distributed.require_ray({address!r}) "
+                       "before importing ray")
     return ray
 
 

@@ -60,8 +60,10 @@ from .efficientnet import decode_file, load_efficientnet_lite0, normalise_batch,
 class LiteFeatures:
     """Ray Data callable class: one EfficientNet-Lite0 per actor; a batch of {row, path, resolution} -> features.
 
-    No constructor arguments (Ray would keep them in the object store for actor restarts): the
-    torch thread count is the actor's CPU share, the resolution travels with the rows.
+    No constructor arguments, so a restarted actor needs nothing but its class: the torch thread
+    count is the actor's CPU share, the resolution travels with the rows. (Ray still logs one
+    ``core_worker.cc`` line per actor about "constructor arguments in the object store": that is Ray
+    Data's own wrapper, which the driver keeps alive for the whole run.)
     """
 
     def __init__(self):
