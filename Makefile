@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
+	# ray must not have brought another torch (the CPU build is pinned above)
+	$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v == '2.13.0+cpu' else f'torch {v} replaced the pinned 2.13.0+cpu')"
 	# timm only for its offline ImageNet-21k synset/lemma files (zsl label --vocabulary imagenet21k);
 	# --no-deps because its torchvision requirement would replace the pinned CPU torch
 	$(BIN)/pip install --quiet --no-deps timm==1.0.31

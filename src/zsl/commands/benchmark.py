@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--methods", nargs="+", default=None, help="only these methods (names)")
     p.add_argument("--datasets", nargs="+", default=None, help="only these datasets")
     p.add_argument("--retry-errors", action="store_true", help="rerun cells stored as errors")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run the cells as tasks on this Ray cluster (auto, HOST:PORT, or local); rows go to the "
+                        "same store; needs pip install 'zsl[ray]'")
     add_data_args(p)
     p.set_defaults(func=_handler, grid="quick")
 
@@ -62,13 +65,25 @@ def _handler(args) -> int:
     from ..errors import ZSLError
 
     t0 = time.perf_counter()
+    if args.ray_address is not None:
+        from ..distributed import check_address, require_ray
+
+        check_address(args.ray_address)
+        require_ray(args.ray_address)  # a missing extra is one line, before anything runs
     grid = load_grid(args.grid)
     check_filters(grid, args.methods, args.datasets, args.data_root)
     store = ResultsStore(args.store, cache_dir=args.cache_dir)
     store.check_writable()  # before any cell runs: results are never computed and then lost
     print(f"zsl benchmark: grid {grid['name']!r}, results store {store.url}", file=sys.stderr, flush=True)
-    summary = run_benchmark(grid, store, data_root=args.data_root, cache_dir=args.cache_dir, methods=args.methods,
-                            datasets=args.datasets, retry_errors=args.retry_errors)
+    if args.ray_address is not None:
+        from ..bench.ray_runner import run_benchmark_ray
+
+        summary = run_benchmark_ray(grid, store, address=args.ray_address, data_root=args.data_root,
+                                    cache_dir=args.cache_dir, methods=args.methods, datasets=args.datasets,
+                                    retry_errors=args.retry_errors)
+    else:
+        summary = run_benchmark(grid, store, data_root=args.data_root, cache_dir=args.cache_dir, methods=args.methods,
+                                datasets=args.datasets, retry_errors=args.retry_errors)
     if not summary["cells"] and not summary["load_errors"] and not summary["over_budget"]:
         raise ZSLError(f"no cell of grid {grid['name']!r} matches --methods {' '.join(args.methods or ['(all)'])} "
                        f"--datasets {' '.join(args.datasets or ['(all)'])}; a method named with a preset must use the "

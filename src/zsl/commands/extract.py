@@ -11,6 +11,11 @@ For a train/test tree, ``parts`` (n,) says which part each row comes from. Image
 decode are left out (a warning names them and says why) and listed in ``skipped`` with
 ``skip_reasons``. Features are cached (see :mod:`zsl.features`), so a rerun is instant, an
 interrupted run resumes, and a repaired image is tried again.
+
+``--ray-address ADDR`` computes the missing features on a Ray cluster (Ray Data, one model per
+worker; :mod:`zsl.features.ray_extract`) into the same cache, so the output file is the same and
+the local and Ray paths resume each other's runs. The images must be readable under the same paths
+on every node.
 """
 from __future__ import annotations
 
@@ -30,6 +35,11 @@ def register(subparsers) -> None:
     p.add_argument("--num-workers", type=int, default=None, help="decoding processes (default: one per spare core)")
     p.add_argument("--logits", action="store_true", help="also store the ImageNet-1k logits")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="compute on this Ray cluster (auto, HOST:PORT, or local) into the same feature cache; "
+                        "needs pip install 'zsl[ray]'")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="with --ray-address: model workers (default: one per cluster CPU)")
     add_data_args(p)
     p.set_defaults(func=_cmd_extract)
 
@@ -48,7 +58,15 @@ def _cmd_extract(args) -> int:
     if out.suffix != ".npz":
         raise ZSLError(f"--out {out}: the output must be a .npz file")
     check_writable(out, what="--out", kind="file")  # before the extraction, whose result would be lost
-    for flag, value, lo in (("--batch-size", args.batch_size, 1), ("--num-workers", args.num_workers, 0)):
+    if args.ray_address is not None:
+        from ..distributed import check_address, require_ray
+
+        check_address(args.ray_address)
+        require_ray(args.ray_address)  # a missing extra is one line, before scanning a large folder
+    elif args.ray_workers is not None:
+        raise ZSLError("--ray-workers needs --ray-address (the cluster to run the workers on)")
+    for flag, value, lo in (("--batch-size", args.batch_size, 1), ("--num-workers", args.num_workers, 0),
+                            ("--ray-workers", args.ray_workers, 1)):
         if value is not None and value < lo:
             raise ZSLError(f"{flag} must be >= {lo}, got {value}")
     if not 32 <= args.resolution <= 1024:
@@ -58,7 +76,7 @@ def _cmd_extract(args) -> int:
     rows = scan.rows
     ext = extract([r[1] for r in rows], resolution=args.resolution, batch_size=args.batch_size,
                   num_workers=args.num_workers, cache_dir=args.cache_dir, progress=not args.no_progress,
-                  with_logits=args.logits)
+                  with_logits=args.logits, ray_address=args.ray_address, ray_workers=args.ray_workers)
     kept = [r for r, v in zip(rows, ext.valid) if v]
     if not kept:
         raise ZSLError(f"{args.images}: none of the {len(rows)} images could be decoded (first: {ext.skipped[0]}: "

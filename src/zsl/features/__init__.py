@@ -7,6 +7,7 @@ API::
                      cache_dir=None, progress=True, with_logits=False, cache=True)
         -> features (n_valid, 1280) float32, or (features, logits (n_valid, 1000)) with with_logits
     extract(images, ...) -> Extraction(features, logits, valid, skipped, paths)   # the full record
+    extract(paths, ..., ray_address=ADDR)   # the same, computed on a Ray cluster (zsl.features.ray_extract)
 
 ``images`` is a list of file paths (decoded in DataLoader worker processes; results cached under
 ``<cache root>/features/``, see :mod:`zsl.features.cache`) or a list of PIL images / uint8 HxWx3
@@ -236,9 +237,26 @@ class _FileRecord:
     keys: list[str]
 
 
-def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, use_cache) -> tuple[_FileRecord, Path | None]:
+def local_batches(paths: Sequence[str], batches: list[list[int]], resolution: int, num_workers: int | None = None):
+    """Compute ``batches`` (lists of row indices into ``paths``) in this machine's processes.
+
+    Yields ``(rows, features, ok, reasons, failure keys)`` per batch: DataLoader worker processes
+    decode, this process runs the network. :mod:`zsl.features.ray_extract` yields the same tuples
+    from a Ray cluster; :func:`extract` writes either into the same cache.
+    """
     from torch.utils.data import DataLoader
 
+    model = load_efficientnet_lite0()
+    workers = default_num_workers() if num_workers is None else int(num_workers)
+    loader = DataLoader(_FileDataset(paths, resolution), batch_sampler=batches, num_workers=workers,
+                        collate_fn=_collate, prefetch_factor=4 if workers > 0 else None,
+                        persistent_workers=False)
+    for idx, batch, ok, reasons, keys in loader:
+        yield idx, _forward(model, batch), ok, reasons, keys
+
+
+def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, use_cache,
+                   compute=None) -> tuple[_FileRecord, Path | None]:
     from .cache import FeatureCache, entry_dir
 
     n = len(paths)
@@ -266,27 +284,29 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
     rec = _FileRecord(np.zeros((n, FEATURE_DIM), np.float32), np.zeros(n, bool), [""] * n, [""] * n)
     remaining = {c: len(range(c * chunk_size, min(n, (c + 1) * chunk_size))) for c in todo}
     if batches:
-        model = load_efficientnet_lite0()
-        workers = default_num_workers() if num_workers is None else int(num_workers)
-        loader = DataLoader(_FileDataset(paths, resolution), batch_sampler=batches, num_workers=workers,
-                            collate_fn=_collate, prefetch_factor=4 if workers > 0 else None,
-                            persistent_workers=False)
+        # compute(paths, batches, resolution) yields (rows, features, ok, reasons, keys) in any order and
+        # grouping (a Ray cluster returns rows as they finish); a chunk is written once all its rows landed
+        source = compute(paths, batches, resolution) if compute is not None else local_batches(paths, batches, resolution, num_workers)
         bar = _progress(n, n_done, progress, f"features {BACKBONE} r{resolution}")
         try:
-            for idx, batch, ok, reasons, keys in loader:
-                rec.features[idx] = _forward(model, batch)
+            for idx, feats, ok, reasons, keys in source:
+                idx = np.asarray(idx, np.int64)
+                rec.features[idx] = feats
                 rec.valid[idx] = ok
                 for i, r, k in zip(idx.tolist(), reasons, keys):
                     rec.reasons[i], rec.keys[i] = r, k
-                c = int(idx[0]) // chunk_size
-                remaining[c] -= len(idx)
-                if remaining[c] == 0 and store is not None:
-                    rows = store.chunk_rows(c)
-                    store.write_chunk(c, rec.features[rows.start:rows.stop], rec.valid[rows.start:rows.stop],
-                                      rec.reasons[rows.start:rows.stop], rec.keys[rows.start:rows.stop])
+                chunks, counts = np.unique(idx // chunk_size, return_counts=True)
+                for c, k in zip(chunks.tolist(), counts.tolist()):
+                    remaining[c] -= k
+                    if remaining[c] == 0 and store is not None:
+                        rows = store.chunk_rows(c)
+                        store.write_chunk(c, rec.features[rows.start:rows.stop], rec.valid[rows.start:rows.stop],
+                                          rec.reasons[rows.start:rows.stop], rec.keys[rows.start:rows.stop])
                 bar.update(len(idx))
         finally:
             bar.close()
+        if any(remaining.values()):  # a source that ends early must not leave a chunk silently unwritten
+            raise RuntimeError(f"feature computation ended with {sum(remaining.values())} images not computed")
     if store is not None:
         try:
             for c in done:
@@ -330,12 +350,16 @@ def extract(
     progress: bool = True,
     with_logits: bool = False,
     cache: bool = True,
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> Extraction:
     """Features of a list of image paths or in-memory images, with the record of skipped inputs.
 
     See the module docstring. ``cache_dir`` overrides the cache root (default ``$ZSL_CACHE``);
     ``cache=False`` computes without reading or writing the cache. ``num_workers`` (default: one
     per spare core) decoding processes feed the network; 0 decodes in the calling process.
+    ``ray_address`` computes the missing rows on that Ray cluster instead (``ray_workers`` actors,
+    default one per cluster CPU), into the same cache: see :mod:`zsl.features.ray_extract`.
     """
     from ..errors import DataError
 
@@ -346,10 +370,24 @@ def extract(
         raise DataError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0):
         raise DataError(f"num_workers must be an integer >= 0 (0 decodes in this process), got {num_workers!r}")
+    compute = None
+    if ray_address is not None:
+        from ..distributed import check_address, require_ray
+
+        require_ray()  # the missing extra is reported before any work, even when the cache would answer
+        check_address(ray_address, flag="ray_address")
+        if ray_workers is not None and (isinstance(ray_workers, bool) or not isinstance(ray_workers, (int, np.integer)) or ray_workers < 1):
+            raise DataError(f"ray_workers must be an integer >= 1, got {ray_workers!r}")
+        if images and not all(_is_path(x) for x in images):
+            raise DataError("ray_address: the Ray path extracts image files; pass file paths (in-memory images are computed locally)")
+        from .ray_extract import ray_batches
+
+        compute = ray_batches(ray_address, workers=ray_workers, batch_size=int(batch_size),
+                              log=None if progress else (lambda msg: None))
     n = len(images)
     if n and all(_is_path(x) for x in images):
         paths = [os.fspath(p) for p in images]
-        rec, folder = _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, cache)
+        rec, folder = _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progress, cache, compute)
         feats, valid = rec.features, rec.valid
         skipped = [p for p, v in zip(paths, valid) if not v]
         reasons = [r for r, v in zip(rec.reasons, valid) if not v]
@@ -399,6 +437,7 @@ __all__ = [
     "extract",
     "extract_features",
     "load_efficientnet_lite0",
+    "local_batches",
     "logits_from_features",
     "preprocess_pil",
 ]
