@@ -19,8 +19,9 @@
 * Storage: any Optuna RDB URL; default ``sqlite:///<cache root>/optuna/studies.db``. The study
   name is derived from method/preset, dataset, split, setting, semantics and objective, plus
   ``STUDY_VERSION`` (a trial's score belongs to the code that earned it); studies are opened with
-  ``load_if_exists`` so several workers (processes or machines) share one. With a SQLite file a
-  lock beside it makes "is the budget used up? -> ask" atomic, so a study ends with exactly
+  ``load_if_exists`` so several workers (processes or machines) share one. A lock (a file lock
+  beside a SQLite database, an advisory lock on a PostgreSQL/MySQL server) makes "is the budget
+  used up? -> ask" atomic, so a study ends with exactly
   ``trials`` trials however many workers run; each trial records its worker (``host:pid``).
 * Using the result is explicit: ``zsl run M --params-from-study NAME`` (:func:`study_best_params`),
   recorded in the run's config.
@@ -164,20 +165,44 @@ def classwise_cv_score(spec: str, dataset, params: dict[str, Any], *, folds: int
 # -- studies -------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _budget_lock(storage: str, name: str):
-    """Serialise "count trials, then ask" between workers on one SQLite file (a no-op for servers)."""
-    if not storage.startswith("sqlite:///"):
+    """Serialise "count trials, then ask" between workers sharing one study.
+
+    SQLite: an exclusive ``flock`` on a file beside the database. PostgreSQL / MySQL: a
+    session-level advisory lock on the server (``pg_advisory_lock`` / ``GET_LOCK``), so workers
+    on different machines serialise too. Other URLs get no lock; :func:`run_study` then marks an
+    overshooting trial as pruned.
+    """
+    if storage.startswith("sqlite:///"):
+        import fcntl
+
+        path = Path(storage[len("sqlite:///"):])
+        lock = path.parent / f".{path.name}.{content_digest(name, length=12)}.lock"
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    dialect = storage.split(":", 1)[0].split("+", 1)[0]
+    if dialect not in ("postgresql", "mysql"):
         yield
         return
-    import fcntl
+    import sqlalchemy
 
-    path = Path(storage[len("sqlite:///"):])
-    lock = path.parent / f".{path.name}.{content_digest(name, length=12)}.lock"
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    key = int(content_digest(name, length=15), 16)  # fits a signed 64-bit advisory key
+    acquire, release = (("SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)") if dialect == "postgresql"
+                        else ("SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)"))
+    engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(acquire), {"k": key if dialect == "postgresql" else str(key)})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text(release), {"k": key if dialect == "postgresql" else str(key)})
+    finally:
+        engine.dispose()
 
 
 class _GridOrderSampler:
@@ -229,7 +254,7 @@ def run_study(study, objective: Callable[[dict[str, Any]], dict[str, Any]], n_tr
             if len(study.get_trials(deepcopy=False)) >= n_trials:
                 return ran
             trial = study.ask()
-        if trial.number >= n_trials:  # only possible without a shared lock (server storage)
+        if trial.number >= n_trials:  # only possible on storage without a lock
             study.tell(trial, state=TrialState.PRUNED)
             return ran
         params = suggest(trial, space)
