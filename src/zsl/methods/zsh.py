@@ -72,10 +72,12 @@ Where the paper / code is ambiguous, and what we chose:
   full 1001-d search is 8x the cost and dominated training time).
 * beta has no published value (the authors' code has no code-side term); it is chosen on
   validation classes with the other hyperparameters (``param_grid``; ``zsl hashing`` selects on
-  held-out seen classes). Other defaults follow the authors' released script: m = 1000 anchors,
-  nu = 1e-5, epsilon = 1e-2, lambda = 1e-2, delta = 1e-2, k = 5, 10 iterations, 10,000 training
-  samples. threadpoolctl limits BLAS to one thread in the alternation, whose many small products
-  otherwise spend their time in thread hand-offs.
+  held-out seen classes, and the class-embedding source with them). The default beta = 0.03 is
+  what FLO's validation search chose at 16-64 bits. Other defaults follow the authors' released
+  script: m = 1000 anchors, nu = 1e-5, epsilon = 1e-2, lambda = 1e-2, delta = 1e-2, k = 5,
+  10 iterations, 10,000 training samples (validation searches choose larger nu on CNN
+  features: ``benchmarks/results/hashing.md``). threadpoolctl limits BLAS to one thread in the
+  alternation, whose many small products otherwise spend their time in thread hand-offs.
 
 Class codes (``decision_function``): a class with embedding s gets the code b minimising
 ||t R - b W||^2 (t = normalised, centred, projected s), by DCC from sign(t R W^T); the score of an
@@ -87,6 +89,7 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
+from ..errors import DataError
 from ..params import Interval, Options
 from .._registry import register_method
 from ._hashing import CodeGraph, HashingMethod, dcc_update, hamming_distances, knn_graph, normalised_adjacency, pack_codes
@@ -105,7 +108,8 @@ def normalise_embeddings(S: np.ndarray, seen: np.ndarray) -> np.ndarray:
     # embeddings arrive as float32: directions below its rounding level (~1e-7 relative) are noise
     rank = int(np.sum(sv > sv[0] * 1e-5)) if len(sv) and sv[0] > 0 else 0
     if rank == 0:
-        raise ValueError("the seen classes' embeddings are all identical after centring: they carry no label information")
+        raise DataError("class_embeddings: the seen classes' embeddings are identical after L2-normalising and centring, "
+                        "so they carry no label information; pass a class-embedding source that tells the classes apart")
     return Sc @ Vt[:rank].T
 
 
