@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from zsl.index import make_binary_index  # noqa: E402
-from zsl.methods._hashing import _as_words  # noqa: E402
+from zsl.codes import as_words  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -56,8 +56,8 @@ def read_bandwidth(n_bytes: int = 512 << 20, repeats: int = 3) -> float:
 
 def numpy_topk(queries: np.ndarray, database: np.ndarray, k: int, block: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Exact Hamming top-k by NumPy popcount, one query at a time (the baseline)."""
-    dw = _as_words(database)
-    qw = _as_words(queries)
+    dw = as_words(database)
+    qw = as_words(queries)
     D = np.empty((len(qw), k), np.int32)
     I = np.empty((len(qw), k), np.int64)
     for i in range(len(qw)):

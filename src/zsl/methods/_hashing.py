@@ -1,11 +1,9 @@
-"""Shared pieces of the hashing methods (LSH, ITQ, SDH, ZSH): packed codes, Hamming distances,
-the discrete B-step of supervised discrete hashing, and a kNN-graph Laplacian.
+"""Shared pieces of the hashing methods (LSH, ITQ, SDH, ZSH): the discrete B-step of supervised
+discrete hashing (with an optional graph term on the codes), the k-NN graph of the ZSH authors'
+code, and the ``HashingMethod`` base class.
 
-Code layout (every hashing method, every index): a code of ``n_bits`` bits is stored as
-``n_bits // 8`` uint8 bytes made by ``np.packbits(bits, axis=1, bitorder="big")``: bit j of the
-code (the sign of the j-th real-valued hash projection, 1 for positive) is bit ``7 - j % 8`` (the
-most significant bit first) of byte ``j // 8``. This is the layout faiss binary indexes take.
-Hamming distance does not depend on the bit order, only on both sides using the same one.
+Packed codes and Hamming distances live in :mod:`zsl.codes` (public: the retrieval metrics and
+the index use them too); they are re-exported here for the methods.
 
 Shapes: X (n, d) float32 features; B (n, r) codes in {-1, +1} (float); packed (n, r // 8) uint8.
 """
@@ -15,95 +13,120 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..base import ZSLMethod, check_features
+from ..codes import hamming_distances, pack_codes, unpack_codes  # noqa: F401  (re-exported for the methods)
 from ..errors import DataError
 
 
-def pack_codes(H: np.ndarray) -> np.ndarray:
-    """(n, r) real values or {-1,+1}/{0,1} codes -> (n, r // 8) uint8, bit = value > 0, MSB first."""
-    H = np.asarray(H)
-    if H.ndim != 2 or H.shape[1] % 8:
-        raise DataError(f"codes must be (n, n_bits) with n_bits a multiple of 8; got shape {H.shape}")
-    return np.packbits(H > 0, axis=1, bitorder="big")
+def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1, *, graph: "CodeGraph | None" = None,
+               beta: float = 0.0) -> np.ndarray:
+    """Discrete cyclic coordinate descent, the B-step of SDH (Shen et al. 2015, eq. 12-15), with an
+    optional graph-Laplacian term on the codes (the ZSH local-structure term).
 
+    Minimises, over B in {-1, +1}^(n x r), one bit (column) at a time,
 
-def unpack_codes(packed: np.ndarray, n_bits: int | None = None) -> np.ndarray:
-    """(n, r // 8) uint8 -> (n, r) float32 codes in {-1, +1}."""
-    bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1, bitorder="big")
-    if n_bits is not None:
-        bits = bits[:, :n_bits]
-    return bits.astype(np.float32) * 2.0 - 1.0
+        ||T - B W||^2 - 2 tr(B^T nu F) + beta tr(B^T L_n B)          (+ const)
 
-
-def _as_words(packed: np.ndarray) -> np.ndarray:
-    """Pad packed codes to a multiple of 8 bytes and view them as uint64 words (for fast popcount)."""
-    packed = np.ascontiguousarray(packed, dtype=np.uint8)
-    n, nbytes = packed.shape
-    pad = (-nbytes) % 8
-    if pad:
-        packed = np.concatenate([packed, np.zeros((n, pad), np.uint8)], axis=1)
-    return np.ascontiguousarray(packed).view(np.uint64)
-
-
-def hamming_distances(query: np.ndarray, database: np.ndarray, *, block_bytes: int = 1 << 26) -> np.ndarray:
-    """(nq, nd) int32 Hamming distances between packed codes, NumPy popcount (``np.bitwise_count``).
-
-    Works in query blocks so the (block, nd, words) XOR temporary stays under ``block_bytes``.
-    """
-    query = np.asarray(query, dtype=np.uint8)
-    database = np.asarray(database, dtype=np.uint8)
-    if query.ndim != 2 or database.ndim != 2 or query.shape[1] != database.shape[1]:
-        raise DataError(f"packed codes must be 2-d with the same number of bytes; got {query.shape} and {database.shape}")
-    qw, dw = _as_words(query), _as_words(database)
-    out = np.empty((len(qw), len(dw)), np.int32)
-    step = max(1, block_bytes // max(1, dw.size * 8))
-    for i in range(0, len(qw), step):
-        x = np.bitwise_xor(qw[i : i + step, None, :], dw[None, :, :])
-        out[i : i + step] = np.bitwise_count(x).sum(axis=2, dtype=np.int32)
-    return out
-
-
-def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1) -> np.ndarray:
-    """Discrete cyclic coordinate descent, the B-step of SDH (Shen et al. 2015, eq. 12-15).
-
-    Minimises ``||T - B W||^2 - 2 tr(B^T nu F)`` + const over B in {-1, +1}^(n x r) one bit (column)
-    at a time, with ``Q = T W^T + nu F`` (n, r) and W (r, c):
-        b_k <- sign(q_k - B_{-k} W_{-k} w_k^T)
-    where ``_{-k}`` drops bit k. Each column update is exact given the others, so the objective
-    never increases. ``sign(0)`` is taken as +1 so codes stay binary.
+    with ``Q = T W^T + nu F`` (n, r), W (r, c) and L_n = I - A_n the normalised Laplacian of
+    ``graph`` (:class:`CodeGraph`). For column k, with the other columns fixed and
+    g_k = q_k - B_{-k} W_{-k} w_k^T (``_{-k}`` drops bit k), the objective is
+        -2 g_k^T b_k - beta b_k^T A_n b_k + const          (b^T b = n for binary b)
+    Without the graph term the exact update is b_k <- sign(g_k) (SDH). With it, the bit of every
+    sample is minimised exactly given the others, b_ik <- sign(g_ik + beta (A_n b_k)_i), over the
+    colour classes of the graph in turn (no two samples of one class are neighbours, so a class is
+    updated at once and each update is still exact): the objective never increases.
+    ``sign(0)`` is taken as +1 so codes stay binary.
     """
     Bt = np.ascontiguousarray(B.T)  # (r, n): one bit per contiguous row, so each update is a row write
     Qt = np.ascontiguousarray(Q.T)
     r = Bt.shape[0]
     G = W @ W.T  # (r, r): row k holds w_k . w_j
+    use_graph = graph is not None and beta > 0
     for _ in range(n_sweeps):
         for k in range(r):
             g = G[k].copy()
             g[k] = 0.0
             b = Qt[k] - g @ Bt
-            Bt[k] = np.where(b >= 0, 1.0, -1.0)
+            if use_graph:
+                graph.minimise_bits(b, Bt[k], beta)
+            else:
+                Bt[k] = np.where(b >= 0, 1.0, -1.0)
     return np.ascontiguousarray(Bt.T)
 
 
-def knn_laplacian(X: np.ndarray, k: int = 5, *, block: int = 2048) -> sp.csr_matrix:
-    """Unnormalised Laplacian L = D - A of the symmetrised binary k-nearest-neighbour graph of X (n, d).
+def greedy_colouring(A: sp.spmatrix) -> np.ndarray:
+    """(n,) colour of each vertex of the graph A such that no edge joins two vertices of one colour
+    (greedy, in vertex order: at most max degree + 1 colours)."""
+    A = sp.csr_matrix(A)
+    colour = np.full(A.shape[0], -1, np.int64)
+    for i in range(A.shape[0]):
+        used = set(colour[A.indices[A.indptr[i] : A.indptr[i + 1]]].tolist())
+        c = 0
+        while c in used:
+            c += 1
+        colour[i] = c
+    return colour
 
-    A_ij = 1 when j is among the k nearest (Euclidean) neighbours of i or i among those of j
-    (the default of Deng Cai's ``constructW`` that the ZSH authors use); self-loops excluded.
-    Exact neighbours, computed in row blocks so memory stays O(block * n).
+
+class CodeGraph:
+    """The graph of the code-side term beta tr(B^T L_n B), L_n = I - A_n, prepared for the B-step:
+    A_n (n, n) the normalised adjacency (zero diagonal) split into its colour classes."""
+
+    def __init__(self, A_n: sp.spmatrix):
+        self.A_n = sp.csr_matrix(A_n)
+        if np.any(self.A_n.diagonal() != 0):
+            raise ValueError("the code graph must have no self-loops (zero diagonal)")
+        colour = greedy_colouring(self.A_n)
+        self.blocks = [(idx, self.A_n[idx]) for idx in (np.flatnonzero(colour == c) for c in range(colour.max() + 1))]
+
+    def minimise_bits(self, g: np.ndarray, b: np.ndarray, beta: float) -> None:
+        """In place: b <- argmin over binary b of -2 g^T b - beta b^T A_n b by exact per-sample
+        updates, one colour class at a time (one sweep)."""
+        for idx, rows in self.blocks:
+            b[idx] = np.where(g[idx] + beta * (rows @ b) >= 0, 1.0, -1.0)
+
+    def smoothness(self, B: np.ndarray) -> float:
+        """tr(B^T L_n B) = sum_k (b_k^T b_k - b_k^T A_n b_k)."""
+        return float(np.sum(B * B) - np.sum(B * (self.A_n @ B)))
+
+
+def knn_graph(X: np.ndarray, k: int = 5, *, random_state: int | None = 0, block: int = 2048) -> sp.csr_matrix:
+    """(n, n) symmetric k-nearest-neighbour graph of X (n, d) with heat-kernel weights.
+
+    The defaults of Deng Cai's ``constructW`` that the ZSH authors call: each point's k nearest
+    (Euclidean) neighbours, weight ``exp(-||x_i - x_j||^2 / (2 t^2))`` with t the mean pairwise
+    distance (over at most 3,000 points, drawn with ``random_state``), symmetrised by the maximum,
+    no self-loops. Exact neighbours, computed in row blocks so memory stays O(block * n).
     """
+    X = np.asarray(X, np.float32)
     n = len(X)
     k = min(k, n - 1)
     sq = np.einsum("ij,ij->i", X, X)
-    rows, cols = [], []
+    rng = np.random.default_rng(random_state)
+    sample = X[rng.choice(n, min(n, 3000), replace=False)]
+    s2 = np.einsum("ij,ij->i", sample, sample)
+    t = float(np.mean(np.sqrt(np.maximum(s2[:, None] + s2[None, :] - 2.0 * (sample @ sample.T), 0.0)))) or 1.0
+    rows, cols, vals = [], [], []
     for i in range(0, n, block):
         D = sq[i : i + block, None] + sq[None, :] - 2.0 * (X[i : i + block] @ X.T)
         D[np.arange(len(D)), np.arange(i, i + len(D))] = np.inf
         nn = np.argpartition(D, k, axis=1)[:, :k]
+        d2 = np.maximum(np.take_along_axis(D, nn, axis=1), 0.0)
         rows.append(np.repeat(np.arange(i, i + len(D)), k))
         cols.append(nn.ravel())
-    A = sp.csr_matrix((np.ones(n * k), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    A = ((A + A.T) > 0).astype(np.float64)
-    return sp.diags(np.asarray(A.sum(1)).ravel()) - A
+        vals.append(np.exp(-d2.ravel() / (2.0 * t * t)))
+    A = sp.csr_matrix((np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    A = A.maximum(A.T).tocsr()
+    A.setdiag(0.0)  # duplicate points (distance 0) can still list each other, never themselves
+    A.eliminate_zeros()
+    return A
+
+
+def normalised_adjacency(A: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 of a symmetric non-negative adjacency A; the normalised Laplacian is I minus it."""
+    deg = np.asarray(A.sum(1)).ravel() + 1e-12  # the authors' guard against isolated points
+    d = sp.diags(1.0 / np.sqrt(deg))
+    An = d @ A @ d
+    return ((An + An.T) * 0.5).tocsr()
 
 
 class HashingMethod(ZSLMethod):
@@ -123,7 +146,7 @@ class HashingMethod(ZSLMethod):
         raise NotImplementedError
 
     def encode(self, X) -> np.ndarray:
-        """(n, d) features -> (n, n_bits // 8) uint8 packed codes (layout: module docstring)."""
+        """(n, d) features -> (n, n_bits // 8) uint8 packed codes (layout: :mod:`zsl.codes`)."""
         self._check_is_fitted()
         X = check_features(X)
         if X.shape[1] != self.n_features_in_:
