@@ -196,10 +196,11 @@ def check_args(args) -> None:
     """
     from .io import cache_root, check_writable
 
-    for name in ("seed",):
+    for name in ("seed", "seeds", "query_seed"):
         value = getattr(args, name, None)
-        if isinstance(value, int) and not 0 <= value < 2**32:
-            raise ZSLError(f"--{name} must be an integer in [0, {2**32 - 1}], got {value}")
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, int) and not 0 <= v < 2**32:
+                raise ZSLError(f"--{name.replace('_', '-')} must be an integer in [0, {2**32 - 1}], got {v}")
     if hasattr(args, "cache_dir") and args.command not in READ_ONLY_COMMANDS:
         cache_root(args.cache_dir)
     for name in OUTPUT_ARGS:
