@@ -36,6 +36,11 @@ class SAE(ZSLMethod):
         "linear": {"lambda_": 1e4, "space": "visual", "kernel": "linear"},
         "quick": {"lambda_": 1e4, "space": "visual", "kernel": "rbf", "n_anchors": 1000},
     }
+    dataset_presets = {
+        # CNN features: the plain linear map decoded in the visual space wins on FLO's validation classes
+        # (benchmarks/results/baselines.md)
+        "flo": {"kernel": "linear", "space": "visual"},
+    }
     # lambda balances ||W X - S|| against ||X - W^T S||; its scale depends on the feature map (the
     # kernel map's unit rows vs raw CNN features), so the grid spans seven decades; the map and the
     # space are dataset presets (chosen on validation classes, benchmarks/results/baselines.md)
