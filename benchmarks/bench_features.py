@@ -31,7 +31,7 @@ import numpy as np
 
 def _loadavg() -> str:
     try:
-        return "%.1f %.1f %.1f" % os.getloadavg()
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
 

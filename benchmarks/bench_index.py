@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from zsl.index import make_binary_index  # noqa: E402
-from zsl.codes import as_words  # noqa: E402
+from zsl.codes import as_words
+from zsl.index import make_binary_index
 
 
 def peak_rss_mb() -> float:
@@ -80,8 +80,6 @@ def id_recall(I_approx, I_exact) -> float:
 
 
 def bench_size(n: int, args, rng) -> dict:
-    import faiss
-
     n_bytes = args.bits // 8
     db = rng.integers(0, 256, (n, n_bytes), dtype=np.uint8)
     q = rng.integers(0, 256, (args.queries, n_bytes), dtype=np.uint8)

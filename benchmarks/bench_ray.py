@@ -47,7 +47,7 @@ def log(msg: str) -> None:
 
 
 def loadavg() -> str:
-    return "%.1f %.1f %.1f" % os.getloadavg()
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def unpack_flo(n: int, dest: Path) -> Path:
@@ -96,7 +96,7 @@ def bench_extract(args, cluster, work: Path) -> str:
         note = ""
         m = re.search(r"(\d+) images computed on the Ray cluster in ([\d.]+) s \(([\d.]+) s until the first", err)
         if m:
-            done, total, first = int(m.group(1)), float(m.group(2)), float(m.group(3))
+            total, first = float(m.group(2)), float(m.group(3))
             ray_split.append((total, first))
             note = f"cluster part {total:.1f} s, of which {first:.1f} s before the first results"
         rows.append(f"| {i + 1} | {kind} | {wall:.1f} | {n / wall:.1f} | {load} | {note} |")

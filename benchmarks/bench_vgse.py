@@ -43,7 +43,7 @@ ABLATIONS = {  # name -> VGSEConfig field
 
 def _loadavg() -> str:
     try:
-        return "%.1f %.1f %.1f" % os.getloadavg()
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
 
@@ -124,7 +124,7 @@ def ablation_table(jsonl: Path) -> str:
     head = "| ablation | value | D_v | seeds | " + " | ".join(f"{sc} ZSL {rel}" for sc in scorers for rel in rels)
     head += " | chosen alpha | " + " | ".join(f"{sc} ZSL / H at it" for sc in scorers) + " | **selection score** | clusters used | fit CPU s |"
     lines = [head, "|" + "---|" * (4 + len(scorers) * (len(rels) + 1) + 4)]
-    mean = lambda v: f"{np.mean(v):.1f}" + (f" ± {np.std(v):.1f}" if len(v) > 1 else "")  # noqa: E731
+    mean = lambda v: f"{np.mean(v):.1f}" + (f" ± {np.std(v):.1f}" if len(v) > 1 else "")
     for (abl, val), rs in groups.items():
         cells = [mean([100 * r["scores"][rel][sc]["zsl"] for r in rs]) for sc in scorers for rel in rels]
         qp = [rel for rel in rels if rel.startswith("qp")]

@@ -102,8 +102,6 @@ def cifar_table(per_split, max_per_class):
 def cifar_part(max_per_class, data_root, splits=("rot0", "rot1", "rot2", "rot3", "rot4"), rows_out=None):
     per_split = cifar_rows(max_per_class, data_root, splits)
     if rows_out:
-        import json
-
         from zsl.io import write_json
 
         write_json(rows_out, per_split)
@@ -234,7 +232,14 @@ def resolution_part(data_root, per_class=100):
     """Dev check of the classifier's input size on CIFAR-10's 32 px images (zsl label --resolution)."""
     from zsl.features import extract
     from zsl.io import data_root as resolve_root
-    from zsl.labelling import CIFAR10_WNIDS, DEFAULT_SPACE, ZeroShotLabeller, classifier_ceiling, labelled_images, names_hit_at_k
+    from zsl.labelling import (
+        CIFAR10_WNIDS,
+        DEFAULT_SPACE,
+        ZeroShotLabeller,
+        classifier_ceiling,
+        labelled_images,
+        names_hit_at_k,
+    )
 
     paths, names, y = labelled_images(resolve_root(data_root) / "cifar10-jpg.tar.gz", "train", per_class=per_class, seed=0)
     true = [CIFAR10_WNIDS[names[c]] for c in y]

@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import zsl  # noqa: E402
-from zsl.eval.retrieval import evaluate_hashing, retrieval_data  # noqa: E402
+import zsl
+from zsl.eval.retrieval import evaluate_hashing, retrieval_data
 
 
 def rows_for(sources: list[str], betas: list[float]) -> list[tuple[str, str, dict, str | None]]:

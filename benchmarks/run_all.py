@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem in args.only or s.name in args.only]
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     header = [
         "# Performance benchmarks",
         "",

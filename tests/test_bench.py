@@ -1,15 +1,11 @@
 """The benchmark: grids, the results store (unique, atomic rows), resume after SIGKILL, report."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 import zsl
 from zsl.bench.report import README_END, README_START, aggregate, markdown, plot_bars, to_csv, update_readme

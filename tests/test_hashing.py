@@ -15,7 +15,6 @@ import zsl
 from zsl.codes import hamming_distances, pack_codes, unpack_codes
 from zsl.eval.retrieval import (
     authors_average_precisions,
-    average_precisions,
     distance_histograms,
     evaluate_hashing,
     expected_average_precisions,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import zsl
-from zsl.methods._hashing import hamming_distances
+from zsl.codes import hamming_distances
 
 faiss = pytest.importorskip("faiss")
 
-from zsl.index import IndexMismatchError, build_index, feature_extractor_of, load_index, make_binary_index  # noqa: E402
+from zsl.index import IndexMismatchError, build_index, feature_extractor_of, load_index, make_binary_index
 
 
 @pytest.fixture(scope="module")

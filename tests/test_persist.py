@@ -21,9 +21,8 @@ import torch.nn as nn
 import zsl
 from zsl import persist
 from zsl.errors import ZSLError
-from zsl.methods.cvae_clusterable import SigmoidMap
+from zsl.methods.cvae_clusterable import Encoder, SigmoidMap
 from zsl.preprocessing import FeaturePreprocessor
-from zsl.methods.cvae_clusterable import Encoder
 
 
 class _Payload:
@@ -103,7 +102,7 @@ def test_generic_module_graph_round_trips(tmp_path):
 def test_unsavable_attribute_is_refused_before_writing(tmp_path, fitted):
     ds, method = fitted
     out = tmp_path / "m.npz"
-    method.odd_ = lambda x: x  # noqa: E731 - what a careless subclass might keep
+    method.odd_ = lambda x: x  # what a careless subclass might keep
     try:
         with pytest.raises(persist.PersistError, match=r"odd_ holds the function"):
             method.save(out)

@@ -23,12 +23,12 @@ from PIL import Image
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'zsl[ray]'; make test installs it)")
 
-from zsl import features as F  # noqa: E402
-from zsl.bench.report import markdown  # noqa: E402
-from zsl.bench.runner import expand_grid, load_grid, run_benchmark  # noqa: E402
-from zsl.bench.store import ResultsStore  # noqa: E402
-from zsl.distributed import LocalCluster  # noqa: E402
-from zsl.features.cache import entry_dir  # noqa: E402
+from zsl import features as F
+from zsl.bench.report import markdown
+from zsl.bench.runner import expand_grid, load_grid, run_benchmark
+from zsl.bench.store import ResultsStore
+from zsl.distributed import LocalCluster
+from zsl.features.cache import entry_dir
 
 RES = 32  # the smallest resolution extract accepts: the network costs least
 ZSL = [sys.executable, "-m", "zsl.cli"]

@@ -11,8 +11,8 @@ import pytest
 import zsl
 from zsl.data import require_semantics
 from zsl.errors import DataError, ZSLError
-from zsl.semantics.relation import class_relation, relation_cosine, relation_lstsq, relation_qp
 from zsl.params import ParameterError
+from zsl.semantics.relation import class_relation, relation_cosine, relation_lstsq, relation_qp
 from zsl.semantics.vgse import (
     PatchClustering,
     VGSEConfig,
@@ -22,7 +22,6 @@ from zsl.semantics.vgse import (
     fit_dir,
     fit_vgse,
     load_clustering,
-    transfer_to_unseen,
 )
 from zsl.semantics.vgse_patches import dataset_image_paths, patch_boxes
 
@@ -201,7 +200,7 @@ def test_choose_alpha_takes_the_best_validation_score_or_the_fixed_value():
     cands = (0.0, -0.05, -0.2)
     mats = {a: embedding_matrix(ds.n_classes, train, m.class_embeddings_, ds.embeddings["glove"], "qp", a)[0] for a in cands}
     preferred = -0.05
-    scorer = lambda S: 1.0 if np.array_equal(S, mats[preferred]) else 0.5  # noqa: E731
+    scorer = lambda S: 1.0 if np.array_equal(S, mats[preferred]) else 0.5
     alpha, trials = choose_alpha(ds, m, VGSEConfig(alphas=cands), scorer)
     assert alpha == preferred and [t["alpha"] for t in trials] == list(cands)
     assert choose_alpha(ds, m, VGSEConfig(alphas=cands, alpha=-0.2), scorer) == (-0.2, [])
@@ -236,7 +235,7 @@ def test_two_stage_fit_is_honest_validation_classes_go_through_the_relation_step
         folder = _image_folder(tmp_path / f"imgs{colour}", horse_colour=colour)
         ds = zsl.load_dataset(f"image-folder:{folder}", **SPLIT)
         cache = tmp_path / f"cache{colour}"
-        summary = fit_vgse(ds, TINY, scorer=lambda S: float(S[ds.val_classes].min()), cache_dir=cache, progress=False)
+        summary = fit_vgse(ds, TINY, scorer=lambda S, ds=ds: float(S[ds.val_classes].min()), cache_dir=cache, progress=False)
         require_semantics(ds, "vgse", cache)
         fits.append((ds, summary, cache))
     (ds0, s0, cache0), (ds1, s1, _) = fits

@@ -39,7 +39,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .errors import DataError, NotFittedError, ZSLError
-from .io import atomic_write
 from .params import validate_params
 
 
@@ -93,7 +92,7 @@ class ZSLMethod(BaseEstimator):
                                   "params": {k: _describe_param(v) for k, v in self.get_params(deep=False).items()}})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ZSLMethod":
+    def load(cls, path: str | os.PathLike) -> ZSLMethod:
         """Rebuild a method written by :meth:`save`; refuses pickles and anything else with one line.
 
         The loaded method's parameters are validated and, when it is fitted, it scores (or

@@ -16,7 +16,6 @@ import pkgutil
 import sys
 import warnings
 from importlib import import_module
-from pathlib import Path
 
 from .errors import ZSLError
 

@@ -87,7 +87,7 @@ def ray_cluster(address: str, *, flag: str = "--ray-address", worker_env: bool =
         kwargs["runtime_env"] = {"env_vars": zsl_env}
     try:
         ray.init(address=address, logging_level=logging.WARNING, **kwargs)
-    except Exception as exc:  # ConnectionError, ValueError, RuntimeError: whatever Ray raises, one line
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError: whatever Ray raises, one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ZSLError(f"{flag} {address}: cannot connect to a Ray cluster ({first[:160]}); start one with "
                        "`ray start --head --port 6379` and pass the address it prints (or 'local' for a "
@@ -248,7 +248,7 @@ class LocalCluster:
 
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self
 
     def __exit__(self, *exc) -> None:

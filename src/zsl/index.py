@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, ZSLError, require_extra
-from .io import atomic_write, write_json
+from .io import write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2

@@ -50,9 +50,10 @@ coffee against the ten CIFAR-10 names): the top label's cosine to f(x) is below 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -281,7 +282,7 @@ class ZeroShotLabeller:
         self.far_threshold = FAR_THRESHOLD if far_threshold is None else float(far_threshold)
         self.score_threshold = SCORE_THRESHOLDS.get(space) if score_threshold is None else float(score_threshold)
 
-    def far_reasons(self, ranking: "Ranking") -> list[str]:
+    def far_reasons(self, ranking: Ranking) -> list[str]:
         """Per image: ``"label"``, ``"image"`` or ``""`` (not flagged); see the module docstring."""
         out = []
         for known, score in zip(ranking.known, ranking.scores[:, 0]):
@@ -320,7 +321,7 @@ class ZeroShotLabeller:
                 with np.load(path, allow_pickle=False) as z:
                     if len(z["known"]) == len(V):
                         return z["known"], z["nearest"]
-            except Exception:  # a corrupt cache entry is recomputed, not trusted
+            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, not trusted
                 pass
         known, nearest = self._compute_known_scores()
         atomic_save_npz(path, known=known, nearest=nearest)
@@ -532,7 +533,7 @@ def choose_score_threshold(near: Sequence[tuple[np.ndarray, np.ndarray]], far: S
     threshold with the best balanced accuracy (ties: the lowest, flagging least). Returns (t, acc)."""
     values = np.unique(np.concatenate([np.asarray(sc) for _, sc in [*near, *far]]))
     cands = np.r_[values[0] - 1e-6, values]
-    rates = lambda pool: _flag_rates(np.asarray(pool[0]), np.asarray(pool[1]), known_threshold, cands, "score")  # noqa: E731
+    rates = lambda pool: _flag_rates(np.asarray(pool[0]), np.asarray(pool[1]), known_threshold, cands, "score")
     acc = 0.5 * (np.mean([1 - rates(p) for p in near], axis=0) + np.mean([rates(p) for p in far], axis=0))
     i = int(np.flatnonzero(acc >= acc.max() - 1e-9)[0])
     return float(cands[i]), float(acc[i])

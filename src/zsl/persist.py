@@ -56,8 +56,9 @@ import math
 import os
 import struct
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -106,11 +107,9 @@ def _zsl_method_classes() -> dict[str, type]:
     import importlib
     import pkgutil
 
-    from . import methods
+    from . import methods, preprocessing
     from ._registry import get_method_class, list_methods
     from .base import ZSLMethod
-
-    from . import preprocessing
 
     registered = {get_method_class(n) for n in list_methods()}
     found: dict[str, type] = {}
@@ -165,8 +164,8 @@ def allowed_classes(extra_classes: Iterable[type] = ()) -> dict[str, type]:
 
 
 def _allowed_functions() -> dict[str, Any]:
-    import torch  # noqa: F401
-    import torch.nn.functional  # noqa: F401
+    import torch  # noqa: F401 - the allow-list below is read from the loaded modules
+    import torch.nn.functional  # noqa: F401 - idem
 
     out = {}
     for name in TORCH_FUNCTIONS:
@@ -387,9 +386,9 @@ def _library_versions() -> dict[str, str]:
 
 def encode(obj: Any, *, extra_classes: Iterable[type] = (), owner: str | None = None) -> tuple[dict, list[np.ndarray]]:
     """The JSON document and the arrays of ``obj`` (raises :class:`PersistError` for what cannot be data)."""
-    from . import __version__
-
     import torch  # noqa: F401  (zsl's methods are torch-based; tensors and modules are recognised by it)
+
+    from . import __version__
 
     enc = _Encoder(allowed_classes(extra_classes), owner or type(obj).__name__)
     try:

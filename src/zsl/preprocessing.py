@@ -43,7 +43,7 @@ class RBFAnchors:
         self.n_anchors = n_anchors
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray) -> "RBFAnchors":
+    def fit(self, X: np.ndarray) -> RBFAnchors:
         self._fit(X)
         return self
 
@@ -90,7 +90,7 @@ class FeaturePreprocessor:
         self.max_samples = max_samples
         self.rbf_anchors = rbf_anchors
 
-    def fit(self, X: np.ndarray) -> "FeaturePreprocessor":
+    def fit(self, X: np.ndarray) -> FeaturePreprocessor:
         self.fit_transform(X)
         return self
 

@@ -12,8 +12,9 @@ chooses anything. Figures made from real data belong in the cache, not in the re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,8 +15,8 @@ every seed and method sees the same queries; the seeds vary the methods' own ran
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .runner import Cell, code_version, expand_grid, grid_datasets, run_cell
 

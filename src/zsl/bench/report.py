@@ -17,9 +17,10 @@ import io
 import math
 import tomllib
 from collections import defaultdict
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

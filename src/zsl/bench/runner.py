@@ -22,10 +22,11 @@ import sys
 import time
 import tomllib
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ZSLError
 from ..io import config_hash
@@ -307,7 +308,7 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
                 result = run_method(cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed,
                                     selection=cell.selection, overrides=overrides, fit_cache=fit_cache)
             error = None
-        except (Exception, CellTimeout) as exc:
+        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored with its error, the grid goes on
             result = None
             error = f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=-3)

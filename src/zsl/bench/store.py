@@ -24,8 +24,9 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import ZSLError
 from ..io import cache_root
@@ -45,7 +46,7 @@ def normalise_url(url: str | None, cache_dir=None) -> str:
         return f"sqlite:///{p.resolve()}"
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            import psycopg2  # noqa: F401
+            import psycopg2  # noqa: F401 - only whether the driver is installed
         except ImportError:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
@@ -78,7 +79,7 @@ def make_engine(url: str):
         kwargs["pool_pre_ping"] = True
     try:
         return sa.create_engine(url, **kwargs)
-    except Exception as exc:  # bad URL or missing driver: one line naming the fix
+    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver: one line naming the fix
         raise ZSLError(f"cannot open results store {url!r}: {exc} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)") from None
 
 
@@ -183,7 +184,7 @@ class ResultsStore:
 
         row = dict(row)
         row.setdefault("host", socket.gethostname())
-        row.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        row.setdefault("created_at", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         for key in ("config_json", "metrics_json"):
             if key in row and not isinstance(row[key], str):
                 row[key] = json.dumps(row[key], sort_keys=True, default=str)

@@ -43,7 +43,7 @@ def _cmd_cpl(args) -> int:
     from ..errors import ZSLError
 
     create_method(f"cpl.{args.preset}", **parse_overrides(args.set))  # a bad --set or preset: one line, before any work
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     if args.analysis == "search":
         import argparse
 

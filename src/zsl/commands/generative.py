@@ -10,7 +10,6 @@ final classifier sees (NMI of K-Means with K = #unseen, and raw MI in nats), ZSL
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 

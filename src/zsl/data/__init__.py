@@ -13,9 +13,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError, ZSLError
 from ..io import data_root as _data_root
@@ -90,7 +90,7 @@ def _xlsa17_folders(root: Path) -> dict[str, Path]:
 def _load_builtin_plugins() -> None:
     # Readers that need heavier imports register themselves on import (image folders, CIFAR-10).
     try:
-        from . import image_folder  # noqa: F401
+        from . import image_folder  # noqa: F401 - importing registers the reader
     except ImportError:  # pragma: no cover - the module is optional until it lands
         pass
 

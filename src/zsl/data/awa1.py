@@ -47,7 +47,7 @@ def _load_npz(path: Path, key: str) -> np.ndarray:
             return z[key]
     except DataError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever numpy raises on a damaged file: one line naming it
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 

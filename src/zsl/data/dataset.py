@@ -187,7 +187,7 @@ def split_by_classes(
                 k = 0
             held.append(rows[:k])
             keep.append(rows[k:])
-        cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731
+        cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         return cat(keep), cat(held)
 
     all_idx = np.arange(len(y))

@@ -8,7 +8,7 @@ and a note says which classes got it, so the substitution is visible in the run 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

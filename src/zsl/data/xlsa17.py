@@ -40,7 +40,7 @@ def _loadmat(path: Path) -> dict:
         return sio.loadmat(str(path))
     except NotImplementedError:
         raise DataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; re-save it with -v7") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever scipy raises on a damaged file: one line naming it
         raise DataError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {str(exc)[:120]}); re-download or re-create it") from None
 
 
@@ -194,7 +194,7 @@ def write_xlsa17(dataset: ZSLDataset, folder: str | Path, *, source: str | None 
     S = dataset.class_embeddings(source)
     with atomic_write(folder / "res101.mat", "wb") as fh:
         sio.savemat(fh, {"features": dataset.X.T.astype(np.float32), "labels": (dataset.y + 1).reshape(-1, 1).astype(np.float64)})
-    loc = lambda key: (dataset.splits[key] + 1).reshape(-1, 1).astype(np.float64)  # noqa: E731
+    loc = lambda key: (dataset.splits[key] + 1).reshape(-1, 1).astype(np.float64)
     val_rows = dataset.splits["val_unseen"]
     train_rows = np.setdiff1d(dataset.splits["trainval"], val_rows)
     with atomic_write(folder / "att_splits.mat", "wb") as fh:

@@ -20,8 +20,8 @@ its ids is), ``true`` (n,) wnids.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 

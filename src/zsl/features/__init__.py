@@ -50,9 +50,10 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,7 @@ class _FileDataset:
     def __getitem__(self, i):
         try:
             return i, decode_file(self.paths[i], self.resolution), True, "", ""
-        except Exception as exc:  # any decoder failure (truncated, not an image, unreadable) is a skip
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (truncated, not an image, unreadable) is a skip
             arr = np.zeros((3, self.resolution, self.resolution), np.uint8)
             return i, arr, False, failure_reason(exc, self.paths[i]), failure_key(self.paths[i])
 
@@ -207,7 +208,7 @@ def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.nda
                     img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
                 arrs.append(preprocess_pil(img, resolution))
                 oks.append(True)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is a skip, reported per image
                 arrs.append(np.zeros((3, resolution, resolution), np.uint8))
                 oks.append(False)
                 reasons[start + len(oks) - 1] = failure_reason(exc)

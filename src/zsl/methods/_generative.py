@@ -101,7 +101,7 @@ class GeneratedFeatureClassifier:
         self.random_state = random_state
         self.progress = progress
 
-    def fit(self, Z_seen, y_seen, Z_syn, y_syn, unseen, n_classes: int) -> "GeneratedFeatureClassifier":
+    def fit(self, Z_seen, y_seen, Z_syn, y_syn, unseen, n_classes: int) -> GeneratedFeatureClassifier:
         gen = torch_generator(self.random_state)
         self.unseen_ = np.asarray(unseen, dtype=np.int64)
         self.n_classes_ = int(n_classes)

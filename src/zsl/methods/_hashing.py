@@ -13,11 +13,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..base import ZSLMethod, check_features
-from ..codes import hamming_distances, pack_codes, unpack_codes  # noqa: F401  (re-exported for the methods)
+from ..codes import pack_codes
 from ..errors import DataError
 
 
-def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1, *, graph: "CodeGraph | None" = None,
+def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1, *, graph: CodeGraph | None = None,
                beta: float = 0.0) -> np.ndarray:
     """Discrete cyclic coordinate descent, the B-step of SDH (Shen et al. 2015, eq. 12-15), with an
     optional graph-Laplacian term on the codes (the ZSH local-structure term).

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod, check_features
 from ..errors import DataError
+from ..params import Interval
 
 _EPS = 1e-12
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod
+from ..params import Interval
 
 
 @register_method

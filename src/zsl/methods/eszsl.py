@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod
-from ._kernels import RBFAnchors
+from ..params import Interval, Options
+from ..preprocessing import RBFAnchors
 
 
 @register_method

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..params import Interval, Options
 from .._registry import register_method
 from ..errors import DataError
+from ..params import Interval
 from ._hashing import HashingMethod
 
 

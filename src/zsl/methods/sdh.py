@@ -18,8 +18,8 @@ ignored: SDH has no code for an unseen class, so ``decision_function`` raises.
 """
 from __future__ import annotations
 
-from ..params import Interval
 from .._registry import register_method
+from ..params import Interval
 from .zsh import ZSH
 
 

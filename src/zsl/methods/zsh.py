@@ -89,11 +89,12 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
+from .._registry import register_method
+from ..codes import hamming_distances, pack_codes
 from ..errors import DataError
 from ..params import Interval, Options
-from .._registry import register_method
-from ._hashing import CodeGraph, HashingMethod, dcc_update, hamming_distances, knn_graph, normalised_adjacency, pack_codes
-from ._kernels import RBFAnchors
+from ..preprocessing import RBFAnchors
+from ._hashing import CodeGraph, HashingMethod, dcc_update, knn_graph, normalised_adjacency
 
 ROTATIONS = ("orthogonal", "identity_pull", "none")
 

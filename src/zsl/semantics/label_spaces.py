@@ -58,8 +58,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -124,7 +124,7 @@ class LabelVectors:
         ok[self.owner[self.entry_norms() > 0]] = True
         return ok
 
-    def select_entries(self, keep: np.ndarray, owner: np.ndarray | None = None, n_labels: int | None = None) -> "LabelVectors":
+    def select_entries(self, keep: np.ndarray, owner: np.ndarray | None = None, n_labels: int | None = None) -> LabelVectors:
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
         return LabelVectors(self.space, [B[idx] for B in self.blocks],
                             self.owner[idx] if owner is None else np.asarray(owner, np.int64)[idx],
@@ -133,7 +133,7 @@ class LabelVectors:
                             None if self.fallback_similarity is None else self.fallback_similarity[idx],
                             None if self.fallback_class is None else self.fallback_class[idx])
 
-    def label_means(self) -> "LabelVectors":
+    def label_means(self) -> LabelVectors:
         """One unit entry per label: the mean of its entries, renormalised (a seen class's s(y))."""
         import scipy.sparse as sp
 
@@ -146,7 +146,7 @@ class LabelVectors:
         out = LabelVectors(self.space, blocks, np.arange(self.n_labels), self.n_labels)
         return out.normalised()
 
-    def normalised(self) -> "LabelVectors":
+    def normalised(self) -> LabelVectors:
         """Rows scaled to unit norm over all blocks (zero rows stay zero)."""
         import scipy.sparse as sp
 
@@ -167,7 +167,7 @@ class LabelVectors:
                 out.append(np.flatnonzero(np.any(np.asarray(B) != 0, axis=0)))
         return out
 
-    def restrict(self, columns: list[np.ndarray]) -> "LabelVectors":
+    def restrict(self, columns: list[np.ndarray]) -> LabelVectors:
         """Keep only ``columns`` of each block (no renormalisation: cosines with vectors living in
         those columns are unchanged, provided rows were unit-norm before)."""
         blocks = [B[:, c] if _is_sparse(B) else np.ascontiguousarray(np.asarray(B)[:, c]) for B, c in zip(self.blocks, columns)]
@@ -454,7 +454,7 @@ def _load(path, space: str, n_labels: int) -> LabelVectors | None:
             evidence = z["fallback_similarity"] if "fallback_similarity" in z.files else None
             nearest = z["fallback_class"] if "fallback_class" in z.files else None
             return LabelVectors(space, blocks, z["owner"].astype(np.int64), n_labels, synsets, z["how"].tolist(), evidence, nearest)
-    except Exception:  # a corrupt cache entry is recomputed, not trusted
+    except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, not trusted
         return None
 
 

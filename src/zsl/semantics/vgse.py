@@ -55,17 +55,17 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import DataError, ZSLError
 from ..io import atomic_save_npz, atomic_write, cache_root, write_json
-from ..params import Interval, Options, validate_params
+from ..params import Interval, validate_params
 from .relation import RELATIONS, class_relation
-from .vgse_patches import dataset_image_paths, extract_patch_features, image_patches, patch_boxes  # noqa: F401
+from .vgse_patches import dataset_image_paths, extract_patch_features, image_patches, patch_boxes  # noqa: F401 - re-exported: the VGSE API
 
 SOURCES = {"qp": "vgse", "lstsq": "vgse-lstsq", "cosine": "vgse-cosine"}
 FORMAT_VERSION = 2
@@ -152,7 +152,7 @@ class PatchClustering:
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self.parameter_constraints}
 
-    def fit(self, patch_features, labels, word_vectors) -> "PatchClustering":
+    def fit(self, patch_features, labels, word_vectors) -> PatchClustering:
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
@@ -252,7 +252,7 @@ class PatchClustering:
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays, where: str = "model") -> "PatchClustering":
+    def from_arrays(cls, arrays, where: str = "model") -> PatchClustering:
         import torch
 
         try:
@@ -562,7 +562,6 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
     unseen = {dataset.class_names[c]: sorted(all_paths[i] for i in tu[dataset.y[tu] == c])[:unseen_images]
               for c in dataset.unseen_classes}
     u_paths, u_names, u_A = collect(unseen)
-    nt = s_A.shape[1]
     mass = s_A.sum((0, 1)) + u_A.sum((0, 1))
     u_best = u_A.reshape(-1, u_A.shape[2]).max(0)
     order = np.argsort(-mass)

@@ -32,8 +32,8 @@ Chunks of images are written atomically as they finish, so an interrupted run re
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def extract_patch_features(
     folder.mkdir(parents=True, exist_ok=True)
     n = len(paths)
     n_chunks = (n + chunk_size - 1) // chunk_size
-    shard = lambda i: folder / f"shard-{i:05d}.npy"  # noqa: E731
+    shard = lambda i: folder / f"shard-{i:05d}.npy"
     todo = [i for i in range(n_chunks) if not shard(i).is_file()]
     done_images = n - sum(min(chunk_size, n - i * chunk_size) for i in todo)
     if todo:

@@ -115,7 +115,7 @@ def _reader(root: str):
 def load_wordnet(cache_dir=None):
     """nltk ``WordNetCorpusReader`` over WordNet 3.0 (cached per process)."""
     try:
-        import nltk  # noqa: F401
+        import nltk  # noqa: F401 - only whether nltk is installed
     except ImportError:
         raise ZSLError("nltk is needed for WordNet; install it with: pip install 'zsl[labelling]'") from None
     return _reader(str(nltk_data_root(cache_dir)))
@@ -133,7 +133,7 @@ def synset_of(wnid_: str, wn=None):
         raise ZSLError(f"{wnid_!r} is not a WordNet noun id (expected n + 8 digits, e.g. n02084071)")
     try:
         return wn.synset_from_pos_and_offset("n", int(wnid_[1:]))
-    except Exception:
+    except Exception:  # noqa: BLE001 - nltk raises WordNetError or others for an unknown offset
         raise ZSLError(f"{wnid_}: no such noun synset in WordNet 3.0") from None
 
 
