@@ -81,9 +81,17 @@ def main(argv=None) -> int:
             for nu in args.nu:
                 run(name, spec, {**fixed, "nu": nu}, sem, n_bits)
 
-    out = {"dataset": ds.name, "split": ds.split, "bits": args.bits, "seeds": args.seeds, "nu": args.nu, "beta": args.beta,
-           "records": records, "wall_seconds": time.perf_counter() - t_start,
-           "command": " ".join(["benchmarks/hashing_terms.py"] + (argv if argv is not None else sys.argv[1:]))}
+    out = {
+        "dataset": ds.name,
+        "split": ds.split,
+        "bits": args.bits,
+        "seeds": args.seeds,
+        "nu": args.nu,
+        "beta": args.beta,
+        "records": records,
+        "wall_seconds": time.perf_counter() - t_start,
+        "command": " ".join(["benchmarks/hashing_terms.py"] + (argv if argv is not None else sys.argv[1:])),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(format_terms(out))
@@ -105,7 +113,9 @@ def format_terms(out: dict) -> str:
         for b in out["bits"]:
             best = None
             for n in members:
-                for key in {json.dumps(r["overrides"], sort_keys=True) for r in recs if r["row"] == n and r["n_bits"] == b}:
+                for key in {
+                    json.dumps(r["overrides"], sort_keys=True) for r in recs if r["row"] == n and r["n_bits"] == b
+                }:
                     vals = [r["mAP"] for r in recs if r["row"] == n and r["n_bits"] == b
                             and json.dumps(r["overrides"], sort_keys=True) == key]
                     if best is None or np.mean(vals) > best[0]:

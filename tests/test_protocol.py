@@ -70,8 +70,11 @@ def test_cache_is_bounded(synthetic, count_fits):
     for seed in (0, 1, 0):
         protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=seed, fit_cache=cache)
     assert len(cache) == 1 and len(count_fits) == 3  # seed 0 was evicted by seed 1
-    one = protocol.footprint(protocol.make_method("eszsl.linear", {}, 0).fit(*synthetic.subset("trainval"),
-                                                                             synthetic.class_embeddings(), synthetic.seen_classes))
+    one = protocol.footprint(
+        protocol.make_method("eszsl.linear", {}, 0).fit(
+            *synthetic.subset("trainval"), synthetic.class_embeddings(), synthetic.seen_classes
+        )
+    )
     assert one > 0
     by_bytes = protocol.FitCache(max_bytes=int(1.5 * one))
     for seed in (0, 1, 2):

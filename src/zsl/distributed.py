@@ -58,7 +58,9 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 def check_address(address: str, *, flag: str = "--ray-address") -> str:
     """A non-empty address string (Ray validates the rest when connecting)."""
     if not isinstance(address, str) or not address.strip():
-        raise ZSLError(f"{flag} must be a Ray cluster address (auto, HOST:PORT, ray://HOST:PORT or local), got {address!r}")
+        raise ZSLError(
+            f"{flag} must be a Ray cluster address (auto, HOST:PORT, ray://HOST:PORT or local), got {address!r}"
+        )
     return address.strip()
 
 
@@ -163,13 +165,39 @@ class LocalCluster:
         gcs, node_mgr, obj_mgr, agent_listen, agent_grpc, rt_env, metrics, dashboard = _free_ports(8)
         self.address = f"127.0.0.1:{gcs}"
         ray_bin = Path(sys.executable).with_name("ray")
-        cmd = [str(ray_bin) if ray_bin.exists() else shutil.which("ray") or "ray", "start", "--head", "--block",
-               "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(int(num_cpus)), "--num-gpus", "0",
-               "--node-manager-port", str(node_mgr), "--object-manager-port", str(obj_mgr),
-               "--dashboard-agent-listen-port", str(agent_listen),
-               "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(rt_env),
-               "--metrics-export-port", str(metrics), "--include-dashboard", "false", "--dashboard-port", str(dashboard), "--disable-usage-stats",
-               "--temp-dir", str(self.temp_dir)]
+        cmd = [
+            str(ray_bin) if ray_bin.exists() else shutil.which("ray") or "ray",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(gcs),
+            "--num-cpus",
+            str(int(num_cpus)),
+            "--num-gpus",
+            "0",
+            "--node-manager-port",
+            str(node_mgr),
+            "--object-manager-port",
+            str(obj_mgr),
+            "--dashboard-agent-listen-port",
+            str(agent_listen),
+            "--dashboard-agent-grpc-port",
+            str(agent_grpc),
+            "--runtime-env-agent-port",
+            str(rt_env),
+            "--metrics-export-port",
+            str(metrics),
+            "--include-dashboard",
+            "false",
+            "--dashboard-port",
+            str(dashboard),
+            "--disable-usage-stats",
+            "--temp-dir",
+            str(self.temp_dir),
+        ]
         self.log_path = self.temp_dir / "ray-start.log"
         self._log = open(self.log_path, "wb")
         # Ray swaps a loopback --node-ip-address for the machine's network address unless it runs in

@@ -63,7 +63,9 @@ def cache_root(explicit: str | os.PathLike | None = None) -> Path:
         root, source = Path(explicit).expanduser(), "--cache-dir"
     else:
         env = os.environ.get("ZSL_CACHE")
-        root, source = (Path(env).expanduser(), "ZSL_CACHE") if env else (Path("~/.cache/zsl").expanduser(), "the default cache")
+        root, source = (
+            (Path(env).expanduser(), "ZSL_CACHE") if env else (Path("~/.cache/zsl").expanduser(), "the default cache")
+        )
     fix = "set ZSL_CACHE or pass --cache-dir to a writable folder"
     blocker = file_in_the_way(root)
     if blocker is not None:

@@ -31,17 +31,17 @@ Honest output: ConSE always returns *some* nearest labels, even when the vocabul
 everything the classifier knows. Two cases, each flagged (``far``, with ``far_reason``):
 
 ``label``: the answer is far from every class the classifier knows (flower species under an
-ImageNet-1k classifier, which has one flower class, daisy). Each label gets a *known* score in [0, 1]: the share of the label's WordNet
-information (IC-weighted ancestors, as in the ``wordnet`` space) that its nearest classifier class
-holds too -- 1 for ``dog`` (the classifier has 118 dogs below it) or ``bird``, 0.45 for ``primrose``
-(nearest class: daisy, shared up to "flower"). A result carries its top label's ``known`` score and
-that nearest class, and ``far`` = known < ``FAR_THRESHOLD`` (chosen on development images by balanced
-accuracy, see ``benchmarks/results/conse.md``): the classifier has no class at or below the answer,
-so the answer is inferred from loosely related classes. The score is the same in every label space
-(it needs WordNet; words WordNet lacks use the MiniLM similarity of their fallback placement). Two
-per-image alternatives were measured on the development images and rejected because near and far
-vocabularies overlap almost entirely: the cosine of f(x) to the best label, and its ratio to the
-cosine of f(x) to the best classifier class.
+ImageNet-1k classifier, which has one flower class, daisy). Each label gets a *known* score in [0, 1]:
+the share of the label's WordNet information (IC-weighted ancestors, as in the ``wordnet`` space) that
+its nearest classifier class holds too -- 1 for ``dog`` (the classifier has 118 dogs below it) or
+``bird``, 0.45 for ``primrose`` (nearest class: daisy, shared up to "flower"). A result carries its
+top label's ``known`` score and that nearest class, and ``far`` = known < ``FAR_THRESHOLD`` (chosen on
+development images by balanced accuracy, see ``benchmarks/results/conse.md``): the classifier has no
+class at or below the answer, so the answer is inferred from loosely related classes. The score is the
+same in every label space (it needs WordNet; words WordNet lacks use the MiniLM similarity of their
+fallback placement). Two per-image alternatives were measured on the development images and rejected
+because near and far vocabularies overlap almost entirely: the cosine of f(x) to the best label, and
+its ratio to the cosine of f(x) to the best classifier class.
 
 ``image``: nothing in the vocabulary is close to what the classifier sees in this image (a cup of
 coffee against the ten CIFAR-10 names): the top label's cosine to f(x) is below the space's
@@ -131,11 +131,15 @@ def vocabulary_labels(spec: Any = "imagenet21k") -> tuple[list[list[str]], list[
     if isinstance(spec, (str, os.PathLike)):
         path = Path(spec)
         if not path.is_file():
-            raise DataError(f"{path}: vocabulary file not found (give a file with one label per line, or 'imagenet21k')")
+            raise DataError(
+                f"{path}: vocabulary file not found (give a file with one label per line, or 'imagenet21k')"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: cannot read the vocabulary file ({type(exc).__name__}); it must be UTF-8 text") from None
+            raise DataError(
+                f"{path}: cannot read the vocabulary file ({type(exc).__name__}); it must be UTF-8 text"
+            ) from None
         synonyms = read_vocabulary_lines(text.splitlines(), str(path))
         return synonyms, [None] * len(synonyms), str(path)
     synonyms = read_vocabulary_lines([str(s) for s in spec], "vocabulary list")
@@ -211,10 +215,17 @@ class LabelResult:
 
     def to_json(self) -> dict[str, Any]:
         known = round(self.known, 4) if np.isfinite(self.known) else None
-        return {"image": self.image, "confidence": round(self.confidence, 4), "known": known,
-                "nearest_classifier_class": self.nearest_class, "far_from_classifier": bool(self.far),
-                **({"far_reason": self.far_reason} if self.far else {}),
-                "labels": [{"label": n, "score": round(s, 4), **({"wnids": list(w)} if w else {})} for n, s, w in self.labels]}
+        return {
+            "image": self.image,
+            "confidence": round(self.confidence, 4),
+            "known": known,
+            "nearest_classifier_class": self.nearest_class,
+            "far_from_classifier": bool(self.far),
+            **({"far_reason": self.far_reason} if self.far else {}),
+            "labels": [
+                {"label": n, "score": round(s, 4), **({"wnids": list(w)} if w else {})} for n, s, w in self.labels
+            ],
+        }
 
 
 @dataclass
@@ -240,10 +251,22 @@ class ZeroShotLabeller:
     synonyms' vectors (what zsl did before; kept to measure the difference).
     """
 
-    def __init__(self, vocabulary: Any = "imagenet21k", *, space: str = DEFAULT_SPACE, T: int | None = 10,
-                 exclude_seen: bool = False, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
-                 far_threshold: float | None = None, score_threshold: float | None = None, synonyms: str = "best",
-                 cache_dir=None, progress: bool = False):
+    def __init__(
+        self,
+        vocabulary: Any = "imagenet21k",
+        *,
+        space: str = DEFAULT_SPACE,
+        T: int | None = 10,
+        exclude_seen: bool = False,
+        resolution: int = 224,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        far_threshold: float | None = None,
+        score_threshold: float | None = None,
+        synonyms: str = "best",
+        cache_dir=None,
+        progress: bool = False,
+    ):
         parse_space(space)  # a bad name is a one-line error before any work
         if T is not None and (not isinstance(T, (int, np.integer)) or T < 1):
             raise ZSLError(f"T must be a positive integer or None (all classes), got {T!r}")
@@ -262,7 +285,9 @@ class ZeroShotLabeller:
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         self.seen_wnids, self.seen_synonyms = imagenet1k_classes()
-        seen = embed_labels(space, self.seen_synonyms, self.seen_wnids, cache_dir=cache_dir, progress=progress).label_means()
+        seen = embed_labels(
+            space, self.seen_synonyms, self.seen_wnids, cache_dir=cache_dir, progress=progress
+        ).label_means()
         self.columns = seen.columns_used()  # all a convex combination of seen classes can touch
         self.seen_blocks = [np.asarray(B.toarray() if hasattr(B, "toarray") else B, np.float32)
                             for B in seen.restrict(self.columns).blocks]  # (1000, k_b) unit rows overall
@@ -271,8 +296,10 @@ class ZeroShotLabeller:
         if vocab.space and vocab.space != space:
             raise ZSLError(f"vocabulary embedded in {vocab.space!r} but the labeller uses {space!r}")
         if len(vocab) == 0:
-            raise DataError(f"vocabulary {vocab.source!r}: no label left to rank ({vocab.excluded} excluded as ImageNet-1k "
-                            f"classes, {len(vocab.missing)} without a vector in space {space!r})")
+            raise DataError(
+                f"vocabulary {vocab.source!r}: no label left to rank ({vocab.excluded} excluded as ImageNet-1k "
+                f"classes, {len(vocab.missing)} without a vector in space {space!r})"
+            )
         self.vocabulary = vocab
         self.excluded = vocab.excluded
         self.missing = list(vocab.missing)
@@ -408,7 +435,9 @@ class ZeroShotLabeller:
                             bool(reasons[i]), reasons[i])
                 for i, name in enumerate(names)]
 
-    def label(self, images: Sequence[Any], top_k: int = 5, *, progress: bool = True) -> tuple[list[LabelResult], list[str]]:
+    def label(
+        self, images: Sequence[Any], top_k: int = 5, *, progress: bool = True
+    ) -> tuple[list[LabelResult], list[str]]:
         """Label image paths (or PIL images / uint8 arrays); returns (results, skipped inputs)."""
         import warnings
 
@@ -467,8 +496,14 @@ def labelled_images(path_or_tar, part: str = "test", *, per_class: int | None = 
     keep = np.arange(len(rows))
     if per_class is not None:
         rng = np.random.default_rng([seed, 16])
-        keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False)
-                                       for c in np.unique(y)]))
+        keep = np.sort(
+            np.concatenate(
+                [
+                    rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False)
+                    for c in np.unique(y)
+                ]
+            )
+        )
     return [rows[i][0] for i in keep], names, y[keep]
 
 
@@ -547,7 +582,9 @@ def names_hit_at_k(ranking: Ranking, vocabulary: Vocabulary, class_names: Sequen
     return {k: float(np.mean((ranking.top[:, :k] == true[:, None]).any(1))) for k in ks}
 
 
-def hierarchy_scores(ranking: Ranking, vocabulary: Vocabulary, true_wnids: Sequence[str], k: int = 5) -> dict[str, float]:
+def hierarchy_scores(
+    ranking: Ranking, vocabulary: Vocabulary, true_wnids: Sequence[str], k: int = 5
+) -> dict[str, float]:
     """Flat hit@k and hierarchical precision@k (Frome et al. 2013) of a ranking over a vocabulary with
     WordNet ids (merged labels count as correct when any of their ids is)."""
     from .eval.hierarchy import flat_hit_at_k, hierarchical_precision_at_k
@@ -558,7 +595,30 @@ def hierarchy_scores(ranking: Ranking, vocabulary: Vocabulary, true_wnids: Seque
             f"hp@{k}": hierarchical_precision_at_k(ranked, true_wnids, k, valid)}
 
 
-__all__ = ["CIFAR10_WNIDS", "DEFAULT_SPACE", "FAR_THRESHOLD", "IMAGE_EXTENSIONS", "LabelResult", "Ranking", "SPACES", "Vocabulary",
-           "SCORE_THRESHOLDS", "ZeroShotLabeller", "choose_far_threshold", "choose_score_threshold", "classifier_ceiling", "expand_images", "hierarchy_scores",
-           "imagenet1k_classes", "imagenet21k_synsets", "label_images", "labelled_images", "load_vocabulary",
-           "names_hit_at_k", "partition_hit_at_1", "read_vocabulary_lines", "seen_mask", "vocabulary_labels"]
+__all__ = [
+    "CIFAR10_WNIDS",
+    "DEFAULT_SPACE",
+    "FAR_THRESHOLD",
+    "IMAGE_EXTENSIONS",
+    "LabelResult",
+    "Ranking",
+    "SPACES",
+    "Vocabulary",
+    "SCORE_THRESHOLDS",
+    "ZeroShotLabeller",
+    "choose_far_threshold",
+    "choose_score_threshold",
+    "classifier_ceiling",
+    "expand_images",
+    "hierarchy_scores",
+    "imagenet1k_classes",
+    "imagenet21k_synsets",
+    "label_images",
+    "labelled_images",
+    "load_vocabulary",
+    "names_hit_at_k",
+    "partition_hit_at_1",
+    "read_vocabulary_lines",
+    "seen_mask",
+    "vocabulary_labels",
+]

@@ -159,7 +159,10 @@ class Checkpointer:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - corrupt, foreign or unsafe: never used, training restarts
-            print(f"zsl: ignoring checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=sys.stderr)
+            print(
+                f"zsl: ignoring checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                file=sys.stderr,
+            )
             return None
 
     def save(self, state: dict[str, Any]) -> None:

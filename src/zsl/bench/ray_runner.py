@@ -180,8 +180,11 @@ def run_benchmark_ray(
                 m = row["metrics_json"]
                 score = (f"top-1 {m['acc']:.4f}" if row["setting"] == "zsl"
                          else f"U {m['U']:.4f} S {m['S']:.4f} H {m['H']:.4f}")
-                log(f"[{finished} done] {label}: {score}  ({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} MiB)"
-                    + ("" if stored else " [already stored by another worker]"))
+                log(
+                    f"[{finished} done] {label}: {score}  ({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} "
+                    "MiB)"
+                    + ("" if stored else " [already stored by another worker]")
+                )
 
         for dataset, split, load in todo_sets:
             group = [c for c in cells if (c.dataset, c.split) == (dataset, split) and c.load == load]

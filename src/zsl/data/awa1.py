@@ -71,7 +71,9 @@ def read_awa1(
     if split not in SPLITS:
         raise DataError(f"unknown AwA1 split {split!r}; valid: {', '.join(SPLITS)}")
     if not folder.is_dir():
-        raise DataError(f"{folder}: AwA1 folder not found; point --data-root (or ZSL_DATA) at the folder holding awa1-lampert/")
+        raise DataError(
+            f"{folder}: AwA1 folder not found; point --data-root (or ZSL_DATA) at the folder holding awa1-lampert/"
+        )
     y = _load_npz(folder / "labels.npz", "y").astype(np.int64)
     blocks = []
     for ft in features:

@@ -101,7 +101,11 @@ def hit_at_k(scores, y_true, candidates, k: int) -> float:
     scores = np.asarray(scores)
     candidates = np.asarray(candidates)
     k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    top = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    )
     return float(np.mean((candidates[top] == np.asarray(y_true)[:, None]).any(1)))
 
 

@@ -108,9 +108,17 @@ class GeneratedFeatureClassifier:
         self.zsl_clf_ = None
         if len(self.unseen_) and len(Z_syn):
             self.zsl_center_, self.zsl_scale_ = _centre_scale(Z_syn)
-            self.zsl_clf_ = train_softmax((Z_syn - self.zsl_center_) / self.zsl_scale_, np.searchsorted(self.unseen_, y_syn),
-                                          len(self.unseen_), steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                                          gen=gen, progress=self.progress, desc="ZSL classifier")
+            self.zsl_clf_ = train_softmax(
+                (Z_syn - self.zsl_center_) / self.zsl_scale_,
+                np.searchsorted(self.unseen_, y_syn),
+                len(self.unseen_),
+                steps=self.steps,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                gen=gen,
+                progress=self.progress,
+                desc="ZSL classifier",
+            )
         Z_all = np.concatenate([Z_seen, Z_syn]) if len(Z_syn) else np.asarray(Z_seen)
         y_all = np.concatenate([y_seen, y_syn]) if len(y_syn) else np.asarray(y_seen)
         self.gzsl_center_, self.gzsl_scale_ = _centre_scale(Z_all)

@@ -114,7 +114,9 @@ def knn_graph(X: np.ndarray, k: int = 5, *, random_state: int | None = 0, block:
         rows.append(np.repeat(np.arange(i, i + len(D)), k))
         cols.append(nn.ravel())
         vals.append(np.exp(-d2.ravel() / (2.0 * t * t)))
-    A = sp.csr_matrix((np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    A = sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
     A = A.maximum(A.T).tocsr()
     A.setdiag(0.0)  # duplicate points (distance 0) can still list each other, never themselves
     A.eliminate_zeros()
@@ -140,7 +142,9 @@ class HashingMethod(ZSLMethod):
 
     def _check_bits(self) -> None:
         if not isinstance(self.n_bits, (int, np.integer)) or self.n_bits <= 0 or self.n_bits % 8:
-            raise ValueError(f"n_bits must be a positive multiple of 8 (codes are packed into bytes); got {self.n_bits!r}")
+            raise ValueError(
+                f"n_bits must be a positive multiple of 8 (codes are packed into bytes); got {self.n_bits!r}"
+            )
 
     def _project(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

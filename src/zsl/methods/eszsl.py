@@ -38,8 +38,11 @@ class ESZSL(ZSLMethod):
     search_space = {"gamma": ("float", 1e-3, 1e2, True), "lambda_": ("float", 1e-3, 1e2, True)}
 
     parameter_constraints = {
-        "gamma": [Interval(float, 0, None, closed="neither")], "lambda_": [Interval(float, 0, None, closed="neither")], "kernel": [Options("linear", "rbf")],
-        "n_anchors": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+        "gamma": [Interval(float, 0, None, closed="neither")],
+        "lambda_": [Interval(float, 0, None, closed="neither")],
+        "kernel": [Options("linear", "rbf")],
+        "n_anchors": [Interval(int, 1, None)],
+        "random_state": [None, Interval(int, 0, None)],
     }
 
     def __init__(self, *, gamma: float = 1.0, lambda_: float = 1.0, kernel: str = "rbf", n_anchors: int = 2000,

@@ -41,7 +41,9 @@ def _check(W_seen: np.ndarray, W_unseen: np.ndarray) -> tuple[np.ndarray, np.nda
     W_seen = np.asarray(W_seen, dtype=np.float64)
     W_unseen = np.atleast_2d(np.asarray(W_unseen, dtype=np.float64))
     if W_seen.ndim != 2 or W_unseen.shape[1] != W_seen.shape[1]:
-        raise ZSLError(f"relation: seen vectors {W_seen.shape} and unseen vectors {W_unseen.shape} must share their dimension")
+        raise ZSLError(
+            f"relation: seen vectors {W_seen.shape} and unseen vectors {W_unseen.shape} must share their dimension"
+        )
     if not (np.isfinite(W_seen).all() and np.isfinite(W_unseen).all()):
         raise ZSLError("relation: word vectors contain NaN/inf")
     return W_seen, W_unseen

@@ -152,7 +152,9 @@ def lemma_names(wnid_: str, wn=None) -> list[str]:
 
 #: noun detachment rules of morphy(7WN): (suffix, replacement), tried in this order
 #: words a head-noun back-off never drops (the rest of the phrase is then not a kind of its head)
-FUNCTION_WORDS = frozenset({"of", "in", "the", "on", "at", "de", "du", "la", "le", "and", "with", "for", "to", "from", "by"})
+FUNCTION_WORDS = frozenset(
+    {"of", "in", "the", "on", "at", "de", "du", "la", "le", "and", "with", "for", "to", "from", "by"}
+)
 NOUN_DETACHMENT = (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
                    ("men", "man"), ("ies", "y"))
 
@@ -168,8 +170,10 @@ class NounDatabase:
         folder = Path(folder) if folder is not None else wordnet_source_dir()
         missing = [f for f in ("data.noun", "index.noun") if not (folder / f).is_file()]
         if missing:
-            raise ZSLError(f"WordNet 3.0 not found in {folder} (missing {', '.join(missing)}); install it with "
-                           "`apt-get install wordnet-base` (Debian/Ubuntu) or point ZSL_WORDNET_DIR at a WordNet 3.0 dict folder")
+            raise ZSLError(
+                f"WordNet 3.0 not found in {folder} (missing {', '.join(missing)}); install it with "
+                "`apt-get install wordnet-base` (Debian/Ubuntu) or point ZSL_WORDNET_DIR at a WordNet 3.0 dict folder"
+            )
         self.folder = folder
         self.wnids: list[str] = []
         self.lemmas: list[list[str]] = []
