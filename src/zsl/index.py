@@ -31,7 +31,6 @@ extractor the index was built with (different dimensionality, backbone or resolu
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, ZSLError, require_extra
-from .io import write_json
+from .io import file_digest, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -92,14 +91,6 @@ def make_binary_index(
         raise ZSLError(f"unknown index kind {kind!r}; valid kinds: {', '.join(INDEX_KINDS)}")
     index.add(codes)
     return index
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def feature_extractor_of(dataset) -> dict[str, Any]:
@@ -354,7 +345,7 @@ def build_index(
     method.save(out / "model.npz")
     save_npz(out / "database.npz", codes=codes, **{k: np.asarray(v) for k, v in database.items()})
     save_npz(out / "structure.npz", **index_structure(index, kind))
-    files = {name: _sha256(out / name) for name in FILES}
+    files = {name: file_digest(out / name) for name in FILES}
     manifest = {
         "format_version": FORMAT_VERSION,
         "zsl_version": __version__,
@@ -431,7 +422,7 @@ def load_index(path: str | os.PathLike, *, verify: bool = True) -> HashIndex:
         f = path / name
         if not f.is_file():
             raise ZSLError(f"{path}: {name} is missing; rebuild the index")
-        if verify and _sha256(f) != digest:
+        if verify and file_digest(f) != digest:
             raise ZSLError(f"{f}: checksum differs from the manifest (file replaced or corrupt); rebuild the index")
     n_bits = int(manifest["n_bits"])
     method = ZSLMethod.load(path / "model.npz")

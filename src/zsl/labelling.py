@@ -58,11 +58,11 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, ZSLError
+from .eval.metrics import ranked_hit_at_k
+from .io import IMAGE_EXTENSIONS
 from .methods.conse import best_over_synonyms, softmax, top_t_weights
 from .semantics.imagenet import imagenet1k_classes, imagenet21k_synsets  # noqa: F401  (public re-exports)
 from .semantics.label_spaces import SPACES, LabelVectors, embed_labels, needs_wordnet, parse_space
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 #: the space ``zsl label`` uses unless told otherwise: chosen on the development set (CIFAR-10 train
 #: images, see benchmarks/results/conse.md), never on the reported test images
@@ -332,16 +332,13 @@ class ZeroShotLabeller:
         Without WordNet installed every label is NaN. Cached by content beside the label-space
         embeddings, so a warm start does not parse WordNet.
         """
-        import hashlib
-        import json
-
-        from .io import atomic_save_npz, cache_root
+        from .io import atomic_save_npz, cache_root, config_hash
         from .semantics.label_spaces import VERSION
         from .semantics.wordnet import wordnet_available
 
         V = self.vocabulary
-        key = hashlib.sha256(json.dumps([VERSION, self.space, self.synonyms, V.synonyms, V.wnids, self.seen_wnids,
-                                         wordnet_available()]).encode()).hexdigest()[:20]
+        key = config_hash([VERSION, self.space, self.synonyms, V.synonyms, V.wnids, self.seen_wnids,
+                           wordnet_available()], length=20)
         path = cache_root(self.cache_dir) / "labelling" / f"known-{key}.npz"
         if path.is_file():
             try:
@@ -579,7 +576,16 @@ def names_hit_at_k(ranking: Ranking, vocabulary: Vocabulary, class_names: Sequen
     """hit@k when the vocabulary is the class names: the true class's label among the first k."""
     index = {_norm_name(n): i for i, n in enumerate(vocabulary.names)}
     true = np.array([index.get(_norm_name(class_names[c]), -1) for c in y])
-    return {k: float(np.mean((ranking.top[:, :k] == true[:, None]).any(1))) for k in ks}
+    return {k: ranked_hit_at_k(ranking.top, true, k) for k in ks}
+
+
+def label_of_wnid(vocabulary_wnids: Sequence[Sequence[str]], wnids: Sequence[str]) -> np.ndarray:
+    """Index of the label holding each WordNet id (-1 when none does); a merged label holds several ids.
+
+    Merging makes the map exact: each wnid belongs to at most one label of a vocabulary.
+    """
+    owner = {w: j for j, ws in enumerate(vocabulary_wnids) for w in ws}
+    return np.array([owner.get(w, -1) for w in wnids], dtype=np.int64)
 
 
 def hierarchy_scores(
@@ -587,11 +593,11 @@ def hierarchy_scores(
 ) -> dict[str, float]:
     """Flat hit@k and hierarchical precision@k (Frome et al. 2013) of a ranking over a vocabulary with
     WordNet ids (merged labels count as correct when any of their ids is)."""
-    from .eval.hierarchy import flat_hit_at_k, hierarchical_precision_at_k
+    from .eval.hierarchy import hierarchical_precision_at_k
 
     ranked = [[vocabulary.wnids[j] for j in row] for row in ranking.top]
     valid = {w for ws in vocabulary.wnids for w in ws}
-    return {f"hit@{k}": flat_hit_at_k(ranked, true_wnids, k),
+    return {f"hit@{k}": ranked_hit_at_k(ranking.top, label_of_wnid(vocabulary.wnids, true_wnids), k),
             f"hp@{k}": hierarchical_precision_at_k(ranked, true_wnids, k, valid)}
 
 
@@ -616,6 +622,7 @@ __all__ = [
     "label_images",
     "labelled_images",
     "load_vocabulary",
+    "label_of_wnid",
     "names_hit_at_k",
     "partition_hit_at_1",
     "read_vocabulary_lines",

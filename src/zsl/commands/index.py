@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ZSLError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from ..io import IMAGE_EXTENSIONS
 
 
 def register(subparsers) -> None:
@@ -153,7 +152,7 @@ def load_query(path: Path, manifest: dict) -> tuple[np.ndarray, dict | None]:
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy ({exc})") from None
         return (X[None, :] if X.ndim == 1 else X), None
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_EXTENSIONS:
         want = manifest["feature_extractor"]
         if want.get("name") != "efficientnet-lite0":
             raise DataError(
@@ -168,7 +167,7 @@ def load_query(path: Path, manifest: dict) -> tuple[np.ndarray, dict | None]:
         return X, {"name": want["name"], "resolution": want["resolution"]}
     raise DataError(
         f"{path}: unknown query type {suffix!r}; pass features (.npz/.npy) or an image "
-        f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+        f"({', '.join(IMAGE_EXTENSIONS)})"
     )
 
 

@@ -41,7 +41,6 @@ extra is installed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import shutil
 import tarfile
@@ -53,12 +52,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..io import cache_root
+from ..io import IMAGE_EXTENSIONS, cache_root, file_digest
 from . import DatasetSpec, register_dataset
 from .dataset import ZSLDataset, split_by_classes
 from .names import minilm_available, name_embeddings
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -79,19 +77,16 @@ def _is_tar(path: Path) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def _content_digest(path: Path, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+def _archive_digest_of(path: Path, size: int, mtime_ns: int) -> str:
+    # size and mtime are part of the memo key only: a changed archive is hashed again
+    return file_digest(path, length=16)
 
 
 def _archive_digest(tar_path: Path) -> str:
-    """sha256 of the archive's bytes (memoised per process on path, size and mtime)."""
+    """sha256 of the archive's bytes, 16 hex digits (memoised per process on path, size and mtime)."""
     try:
         st = tar_path.stat()
-        return _content_digest(tar_path, st.st_size, st.st_mtime_ns)
+        return _archive_digest_of(tar_path, st.st_size, st.st_mtime_ns)
     except OSError as exc:
         raise DataError(
             f"{tar_path}: cannot read the archive ({exc.strerror or exc}); check the path and permissions"
@@ -265,7 +260,7 @@ def scan_images(path_or_tar, cache_dir=None) -> ImageScan:
     empty = sorted(set(empty) - set(names))
     if not rows:
         raise DataError(
-            f"{root}: no images found ({', '.join(sorted(IMAGE_EXTENSIONS))}), neither in the folder nor in "
+            f"{root}: no images found ({', '.join(IMAGE_EXTENSIONS)}), neither in the folder nor in "
             f"subfolders{f'; {ignored} other files ignored' if ignored else ''}"
         )
     return ImageScan(root, names, rows, ignored, empty)
@@ -291,7 +286,7 @@ def scan_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, 
             out[part] += [(str(p), cid[d.name]) for p in _images_in(d)]
     empty = [n for n in names if not any(c == cid[n] for part in out.values() for _, c in part)]
     if empty:
-        raise DataError(f"{root}: class folders {empty[:5]} contain no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise DataError(f"{root}: class folders {empty[:5]} contain no images ({', '.join(IMAGE_EXTENSIONS)})")
     return names, out
 
 

@@ -128,10 +128,3 @@ def hierarchical_precision_at_k(ranked: Sequence[Sequence], true: Sequence[str],
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def flat_hit_at_k(ranked: Sequence[Sequence], true: Sequence[str], k: int) -> float:
-    """Fraction of images whose true label is among the first k ranked labels."""
-    return (
-        float(np.mean([any(t in _ids(label) for label in list(row)[:k]) for row, t in zip(ranked, true)]))
-        if len(true)
-        else float("nan")
-    )

@@ -55,8 +55,6 @@ WordNet.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -397,10 +395,9 @@ def embed_labels(space: str, synonyms: Sequence[Sequence[str]], wnids: Sequence[
         raise ZSLError(f"label space {space!r}: need {len(parts)} positive weights, got {weights}")
     total = sum(weights)
     weights = [w / total for w in weights]
-    key = hashlib.sha256(
-        json.dumps([VERSION, parts, weights, synonyms, list(wnids) if wnids is not None else None]).encode()
-    ).hexdigest()[:20]
-    from ..io import cache_root
+    from ..io import cache_root, config_hash
+
+    key = config_hash([VERSION, parts, weights, synonyms, list(wnids) if wnids is not None else None], length=20)
 
     path = cache_root(cache_dir) / "labelling" / f"space-{key}.npz"
     if use_cache and path.is_file():
