@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import zsl
-from zsl._registry import get_method_class
+from zsl import get_method_class
 from zsl.bench.runner import PeakMemory
 
 

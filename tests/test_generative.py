@@ -288,7 +288,7 @@ def test_condition_space_norm_and_seen_span(syn):
 
 @pytest.mark.parametrize("method", ["fclswgan", "cvae_clusterable", "cpl"])
 def test_dataset_presets_declared(method):
-    from zsl._registry import get_method_class
+    from zsl import get_method_class
 
     presets = get_method_class(method).all_presets()
     assert {"default", "awa1", "flo", "quick", "tiny"} <= set(presets)

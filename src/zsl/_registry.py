@@ -73,9 +73,9 @@ def create_method(spec: str, **overrides) -> ZSLMethod:
     if preset not in presets:
         raise ZSLError(f"unknown preset {preset!r} for method {base!r}; valid presets: {', '.join(sorted(presets))}")
     params = {**presets[preset], **overrides}
-    unknown = sorted(set(params) - set(cls._get_param_names()))
+    unknown = sorted(set(params) - set(cls.param_names()))
     if unknown:
-        raise ZSLError(f"{spec}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls._get_param_names())}")
+        raise ZSLError(f"{spec}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls.param_names())}")
     method = cls(**params)
     method.validate_params()
     return method

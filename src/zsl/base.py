@@ -60,6 +60,11 @@ class ZSLMethod(BaseEstimator):
     gzsl_objective: ClassVar[str] = "H"
 
     @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's parameter names (scikit-learn's ``get_params`` keys), sorted."""
+        return cls._get_param_names()
+
+    @classmethod
     def all_presets(cls) -> dict[str, dict[str, Any]]:
         """Every named preset of the three axes (presets, dataset presets, ablations)."""
         return {**cls.presets, **cls.dataset_presets, **cls.ablations}

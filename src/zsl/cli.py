@@ -102,7 +102,7 @@ def run_overrides(
         }
         overrides = {**tuned, **overrides}
     cls = get_method_class(spec)
-    if "checkpoint_dir" in cls._get_param_names() and "checkpoint_dir" not in overrides:
+    if "checkpoint_dir" in cls.param_names() and "checkpoint_dir" not in overrides:
         overrides["checkpoint_dir"] = str(cache_root(cache_dir) / "checkpoints")
     create_method(spec, **overrides)  # a bad --set is a one-line error before the data is read
     if isinstance(overrides.get("checkpoint_dir"), str):
