@@ -2,8 +2,8 @@
 discrete hashing (with an optional graph term on the codes), the k-NN graph of the ZSH authors'
 code, and the ``HashingMethod`` base class.
 
-Packed codes and Hamming distances live in :mod:`zsl.codes` (public: the retrieval metrics and
-the index use them too); they are re-exported here for the methods.
+Packed codes and Hamming distances live in :mod:`zsl.codes` (public: the methods, the retrieval
+metrics and the index use them).
 
 Shapes: X (n, d) float32 features; B (n, r) codes in {-1, +1} (float); packed (n, r // 8) uint8.
 """

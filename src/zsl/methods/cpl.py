@@ -39,9 +39,9 @@ Choices where the slides are silent:
   (:class:`~zsl.methods._generative.ConditionSpace`).
 - Soft labels are the least-squares coefficients themselves, clipped to [0, 1] (the range of
   s_ik; a negative coefficient -- an anti-related seen class -- asks for similarity 0) and
-  multiplied by ``soft_label_scale``. Earlier versions stretched every row to [0, 1], which with
-  two unseen classes turned every row into {0, 1 * scale}, whatever the relation. Cosine
-  relations are clipped at 0 likewise.
+  multiplied by ``soft_label_scale``. Rows are not stretched to [0, 1]: with two unseen classes
+  that would turn every row into {0, scale}, whatever the relation. Cosine relations are clipped
+  at 0 likewise.
 - All squared errors are means over elements. The first layer of R acts on [x ; e] as
   W_x x + W_e e (+ interaction terms, see :class:`RelationNet`), computed once per sample and
   once per class and broadcast, the same function without (n_samples x n_classes) concatenations.

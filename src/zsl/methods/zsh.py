@@ -123,7 +123,7 @@ class ZSH(HashingMethod):
     presets = {
         "default": {},
         "tiny": {"n_bits": 16, "n_anchors": 100, "n_iter": 3, "max_train": 2000},
-        # the non-paper variant of earlier versions: unconstrained R pulled toward the identity
+        # not the paper: an unconstrained R pulled toward the identity, kept for comparison
         "identity_pull": {"n_bits": 64, "rotation": "identity_pull", "beta": 0.0},
     }
     # searched on validation classes by ``zsl hashing`` (with the class-embedding source)
