@@ -160,8 +160,7 @@ def main() -> int:
         "the steadier measure of cost; wall-clock img/s depends on how many other jobs run.",
         "",
         "| resolution | model-only img/s | naive decode+model img/s | extract_features img/s | zsl / naive | zsl / "
-        "model-only "
-        "| model-only CPU ms/img | extract_features CPU ms/img | load avg | max abs diff |",
+        "model-only | model-only CPU ms/img | extract_features CPU ms/img | load avg | max abs diff |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines[6:]), flush=True)

@@ -95,8 +95,8 @@ def main(argv=None):
     print(f"images: {n} at {args.resolution}px; vocabulary {args.vocabulary}: {len(labeller.vocabulary)} labels ranked")
     print(f"feature extraction alone : {n / te:7.2f} images/s  ({te:.2f} s)")
     print(
-        f"zsl label (extract+ConSE): {n / tl:7.2f} images/s  ({tl:.2f} s)   ratio label/extract = {tl / te:.3f}   "
-        f"[space {spaces[0]}]"
+        f"zsl label (extract+ConSE): {n / tl:7.2f} images/s  ({tl:.2f} "
+        f"s)   ratio label/extract = {tl / te:.3f}   [space {spaces[0]}]"
     )
     for space, (t, m) in t_rank.items():
         print(

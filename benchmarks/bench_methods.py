@@ -114,8 +114,7 @@ def main(argv=None) -> int:
         "## Methods: fit / predict time and peak memory (bench_methods.py)",
         "",
         f"Command: `{'ZSL_BENCH_QUICK=1 ' if quick else ''}"
-        f"{env_vars}"
-        f"python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
+        f"{env_vars}python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
         "Baseline = closed-form ridge regression to one-hot seen-class targets on the same data, measured in "
         "the same run. Ratios are method / baseline; seconds and MiB in parentheses for scale.",
         "",

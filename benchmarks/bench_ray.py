@@ -136,12 +136,11 @@ def bench_extract(args, cluster, work: Path) -> str:
         *rows,
         "",
         f"**Ray / local throughput: {ray_rate / local_rate:.2f}** (means of the runs above: local {local_rate:.1f} "
-        "img/s, "
-        f"Ray {ray_rate:.1f} img/s). Ray's steady state after its start-up: {', '.join(steady) or 'n/a'} img/s "
+        f"img/s, Ray {ray_rate:.1f} img/s). Ray's steady state after its start-up: {', '.join(steady) or 'n/a'} img/s "
         "(images / time after the first results came back).",
         f"Features: same rows in both files: {same_rows}; max |local - Ray| = {diff:.2e} "
-        f"(largest feature {scale:.2f}; the two paths use different torch thread counts, so they agree to float32 "
-        "rounding).",
+        f"(largest feature {scale:.2f}; the two paths use different "
+        "torch thread counts, so they agree to float32 rounding).",
         "",
     ]
     return "\n".join(lines)
@@ -215,8 +214,7 @@ def bench_cells(args, cluster, work: Path) -> str:
         *rows,
         "",
         f"**Ray / local speed (local time / Ray time): {local_t / ray_t:.2f}** (means: local {local_t:.1f} s, Ray "
-        f"{ray_t:.1f} s); "
-        f"a task per cell: {local_t / per_cell:.2f}.",
+        f"{ray_t:.1f} s); a task per cell: {local_t / per_cell:.2f}.",
         f"Same cells in both stores: {same_cells}; ok rows {statuses}; max |metric difference| {max_diff:.2e}; "
         f"identical report tables: {same_report}.",
         "",

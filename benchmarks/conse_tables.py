@@ -36,9 +36,7 @@ import zsl
 from zsl.eval.metrics import hit_at_k
 
 CONSE_VARIANTS = [
-    ("ConSE(1)", "conse", {"T": 1}),
-    ("ConSE(10)", "conse", {"T": 10}),
-    ("ConSE(all)", "conse", {"T": None}),
+    ("ConSE(1)", "conse", {"T": 1}), ("ConSE(10)", "conse", {"T": 10}), ("ConSE(all)", "conse", {"T": None}),
 ]
 
 
@@ -132,8 +130,8 @@ def awa1_part(data_root):
            "| method | ZSL top-1 | GZSL U | GZSL S | GZSL H | selected |", "|---|---|---|---|---|---|"]
     for label, r in rows.items():
         out.append(
-            f"| {label} | {100 * r['zsl']:.1f} | {100 * r['U']:.1f} | {100 * r['S']:.1f} | {100 * r['H']:.1f} | "
-            f"{r['selected']} |"
+            f"| {label} | {100 * r['zsl']:.1f} | {100 * r['U']:.1f} | "
+            f"{100 * r['S']:.1f} | {100 * r['H']:.1f} | {r['selected']} |"
         )
     return "\n".join(out)
 
@@ -173,23 +171,14 @@ def _measure_space(space, logits, names, y, true, T_values=(10,), with_21k=True,
         r = lab.rank(logits, 2)
         h = names_hit_at_k(r, lab.vocabulary, names, y)
         row[f"T{T}"] = {
-            "hit@1": h[1],
-            "hit@2": h[2],
-            "known": r.known,
-            "score": r.scores[:, 0],
-            "reasons": lab.far_reasons(r),
+            "hit@1": h[1], "hit@2": h[2], "known": r.known, "score": r.scores[:, 0], "reasons": lab.far_reasons(r),
         }
     if with_21k:
         lab = ZeroShotLabeller("imagenet21k", space=space, T=10, exclude_seen=True, synonyms=synonyms, progress=True)
         r = lab.rank(logits, 5)
         row["21k"] = {
-            **hierarchy_scores(r, lab.vocabulary, true, 5),
-            "labels": len(lab.vocabulary),
-            "missing": len(lab.missing),
-            "known": r.known,
-            "score": r.scores[:, 0],
-            "reasons": lab.far_reasons(r),
-            "excluded": lab.excluded,
+            **hierarchy_scores(r, lab.vocabulary, true, 5), "labels": len(lab.vocabulary), "missing": len(lab.missing),
+            "known": r.known, "score": r.scores[:, 0], "reasons": lab.far_reasons(r), "excluded": lab.excluded,
             "duplicates": len(lab.vocabulary.duplicates),
         }
     return row
@@ -259,8 +248,7 @@ def dev_part(data_root, per_class=300):
         "threshold per space, chosen with the label threshold fixed). Flag rates of the two rules together per "
         "development pool (near: vocabulary covers what the classifier sees; far: it does not):\n",
         "| space | score threshold | balanced acc. | near: CIFAR/10 names | near: CIFAR/21k-1k | far: FLO/flower names "
-        "| "
-        "far: CIFAR/flower names | far: FLO/10 names |",
+        "| far: CIFAR/flower names | far: FLO/10 names |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for space in offered:
@@ -317,8 +305,8 @@ def label_part(data_root):
     true = [CIFAR10_WNIDS[names[c]] for c in y]
     class_wnids = [CIFAR10_WNIDS[n] for n in names]
     out = [
-        f"### Test: all {len(y)} CIFAR-10 test images, {RESOLUTION} px, ImageNet-1k EfficientNet-Lite0 + ConSE "
-        "(T=10)\n",
+        f"### Test: all {len(y)} CIFAR-10 test images, {RESOLUTION} "
+        "px, ImageNet-1k EfficientNet-Lite0 + ConSE (T=10)\n",
         "All ten CIFAR-10 classes have ImageNet-1k counterparts (airliner, sports car, tabby, ...), so this measures "
         "the label space, not zero-shot transfer of the classifier.\n",
         "Classifier ceiling (top-1 ImageNet class under the true name in WordNet): "
@@ -326,8 +314,8 @@ def label_part(data_root):
         f"Partition bound T=1 / 10 / all: "
         + " / ".join(_pct(partition_hit_at_1(logits, class_wnids, y, T)) for T in (1, 10, None))
         + "%.\n",
-        "| space | ranking | hit@1 | hit@2 | flagged far | 21k-1k labels | 21k-1k hit@5 | 21k-1k hP@5 | flagged far "
-        "(21k) |",
+        "| space | ranking | hit@1 | hit@2 | flagged far | 21k-1k "
+        "labels | 21k-1k hit@5 | 21k-1k hP@5 | flagged far (21k) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for space, synonyms in [("glove", "mean")] + [(s, "best") for s in LABEL_SPACES_MEASURED]:
@@ -357,8 +345,8 @@ def label_part(data_root):
     h_all = names_hit_at_k(lab.rank(logits, 2), lab.vocabulary, names, y)
     h_1 = names_hit_at_k(lab1.rank(logits, 2), lab1.vocabulary, names, y)
     out.append(
-        f"\nDefault space with T=1: hit@1 {_pct(h_1[1])}, hit@2 {_pct(h_1[2])}; T=all: hit@1 {_pct(h_all[1])}, hit@2 "
-        f"{_pct(h_all[2])}.\n"
+        f"\nDefault space with T=1: hit@1 {_pct(h_1[1])}, hit@2 {_pct(h_1[2])}; "
+        f"T=all: hit@1 {_pct(h_all[1])}, hit@2 {_pct(h_all[2])}.\n"
     )
     # FLO: photos of the 20 test classes against the 102 flower names
     flo_logits, flo_names, flo_y = _flo_logits(data_root, "test_unseen")
@@ -388,8 +376,8 @@ def flo_part(data_root):
     ds = zsl.load_dataset("flo", data_root=data_root)
     log(ds.summary())
     out = [
-        "### ConSE in the protocol on FLO (xlsa17 split; EfficientNet-Lite0 features; seen-class softmax trained "
-        "here)\n",
+        "### ConSE in the protocol on FLO (xlsa17 split; "
+        "EfficientNet-Lite0 features; seen-class softmax trained here)\n",
         "| semantics | ZSL top-1 | GZSL U / S / H uncalibrated | GZSL U / S / H calibrated | gamma | selected |",
         "|---|---|---|---|---|---|",
     ]

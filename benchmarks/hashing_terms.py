@@ -82,14 +82,8 @@ def main(argv=None) -> int:
                 run(name, spec, {**fixed, "nu": nu}, sem, n_bits)
 
     out = {
-        "dataset": ds.name,
-        "split": ds.split,
-        "bits": args.bits,
-        "seeds": args.seeds,
-        "nu": args.nu,
-        "beta": args.beta,
-        "records": records,
-        "wall_seconds": time.perf_counter() - t_start,
+        "dataset": ds.name, "split": ds.split, "bits": args.bits, "seeds": args.seeds, "nu": args.nu, "beta": args.beta,
+        "records": records, "wall_seconds": time.perf_counter() - t_start,
         "command": " ".join(["benchmarks/hashing_terms.py"] + (argv if argv is not None else sys.argv[1:])),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

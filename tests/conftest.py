@@ -21,8 +21,8 @@ def data_root() -> Path:
     root = _real_data_root()
     if root is None:
         pytest.skip(
-            "real data not available: set ZSL_DATA to the shared data folder (make test does when ../shared/data "
-            "exists)"
+            "real data not available: set ZSL_DATA to the shared "
+            "data folder (make test does when ../shared/data exists)"
         )
     return root
 

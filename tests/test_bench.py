@@ -160,9 +160,7 @@ def test_report_tables_mean_std_and_published_anchor(tmp_path):
 def test_report_cli_on_empty_store(tmp_path):
     out = subprocess.run(
         [*ZSL, "report", "--store", f"sqlite:///{tmp_path / 'e.db'}", "--csv", str(tmp_path / "t.csv")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0 and "no results" in out.stdout
     assert (tmp_path / "t.csv").read_text().startswith("method,dataset")

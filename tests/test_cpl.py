@@ -172,19 +172,8 @@ def test_run_uses_a_study_only_when_asked(tmp_path):
     before = json.loads(cli(*run))
     search = json.loads(
         cli(
-            "cpl",
-            "search",
-            "--dataset",
-            "synthetic",
-            "--preset",
-            "tiny",
-            "--n-trials",
-            "2",
-            "--folds",
-            "2",
-            "--max-per-class",
-            "20",
-            "--json",
+            "cpl", "search", "--dataset", "synthetic", "--preset", "tiny", "--n-trials", "2", "--folds", "2",
+            "--max-per-class", "20", "--json",
         )
     )
     after = json.loads(cli(*run))

@@ -213,18 +213,8 @@ def test_cli_ablation_and_fewshot_on_synthetic(capsys):
     assert (
         main(
             [
-                "fewshot",
-                "--dataset",
-                "synthetic",
-                "--episodes",
-                "20",
-                "--queries",
-                "5",
-                "--epochs",
-                "2",
-                "--pca-dim",
-                "0",
-                "--json",
+                "fewshot", "--dataset", "synthetic", "--episodes", "20", "--queries", "5", "--epochs", "2", "--pca-dim",
+                "0", "--json",
             ]
         )
         == 0

@@ -227,15 +227,8 @@ def _open_store_and_insert(url, barrier, k, queue):  # pragma: no cover - runs i
         store = ResultsStore(url)
         store.insert(
             {
-                "cell_hash": f"h{k}",
-                "method": "m",
-                "spec": "m.d",
-                "dataset": "d",
-                "split": "s",
-                "setting": "zsl",
-                "seed": 0,
-                "status": "ok",
-                "config_json": {},
+                "cell_hash": f"h{k}", "method": "m", "spec": "m.d", "dataset": "d", "split": "s", "setting": "zsl",
+                "seed": 0, "status": "ok", "config_json": {},
             }
         )
         queue.put("ok")

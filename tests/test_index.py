@@ -225,10 +225,7 @@ def test_rebuilt_approximate_index_equals_the_built_one(tmp_path, fitted):
         np.testing.assert_array_equal(I1, I2)
         np.testing.assert_array_equal(D1, D2)
     assert sorted(p.name for p in (tmp_path / "idx-ivf").iterdir()) == [
-        "database.npz",
-        "manifest.json",
-        "model.npz",
-        "structure.npz",
+        "database.npz", "manifest.json", "model.npz", "structure.npz",
     ]
 
 

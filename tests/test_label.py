@@ -232,13 +232,7 @@ def test_cli_labels_images_and_skips_unreadable_ones(tmp_path, capsys):
     assert "'cat (x2)'" in err
     rc = main(
         [
-            "label",
-            str(tmp_path / "chelsea.jpg"),
-            "--vocabulary",
-            str(vocab),
-            "--space",
-            "wordnet",
-            "--resolution",
+            "label", str(tmp_path / "chelsea.jpg"), "--vocabulary", str(vocab), "--space", "wordnet", "--resolution",
             "128",
         ]
     )

@@ -74,17 +74,9 @@ def test_generic_module_graph_round_trips(tmp_path):
     net[1].running_mean += 0.5
     pre = FeaturePreprocessor(2).fit(np.random.default_rng(0).random((20, 5), dtype=np.float32))
     obj = {
-        "net": net,
-        "enc": Encoder(8, 3, 16, 2),
-        "tuple": (1, 2.5, float("nan"), float("-inf"), np.float32(3.5), "s"),
-        3: [None, True],
-        "bf16": torch.arange(3, dtype=torch.bfloat16),
-        "act": torch.sigmoid,
-        "layer_class": nn.ReLU,
-        "dtype": torch.float32,
-        "pre": pre,
-        "names": np.asarray(["a", "bc"]),
-        "frozen": frozenset({1, 2}),
+        "net": net, "enc": Encoder(8, 3, 16, 2), "tuple": (1, 2.5, float("nan"), float("-inf"), np.float32(3.5), "s"),
+        3: [None, True], "bf16": torch.arange(3, dtype=torch.bfloat16), "act": torch.sigmoid, "layer_class": nn.ReLU,
+        "dtype": torch.float32, "pre": pre, "names": np.asarray(["a", "bc"]), "frozen": frozenset({1, 2}),
     }
     back = persist.load(persist.dump(obj, tmp_path / "x.npz"))
     x = torch.randn(5, 8)

@@ -126,10 +126,7 @@ def test_unreachable_cluster_is_a_one_line_error(tmp_path):
         address = f"127.0.0.1:{s.getsockname()[1]}"
     out = subprocess.run(
         [*ZSL, "extract", str(Path(images[0]).parent), "--out", str(tmp_path / "o.npz"), "--ray-address", address],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=_env(tmp_path / "c"),
+        capture_output=True, text=True, timeout=180, env=_env(tmp_path / "c"),
     )
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"zsl: error: --ray-address {address}: cannot connect to a Ray cluster" in out.stderr
@@ -188,10 +185,7 @@ def test_bad_ray_arguments_are_one_line_errors(tmp_path):
         F.extract([np.zeros((8, 8, 3), np.uint8)], ray_address="127.0.0.1:1")
     out = subprocess.run(
         [*ZSL, "extract", str(tmp_path / "img"), "--out", str(tmp_path / "o.npz"), "--ray-workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(tmp_path / "c"),
+        capture_output=True, text=True, timeout=120, env=_env(tmp_path / "c"),
     )
     assert out.returncode == 2 and "--ray-workers needs --ray-address" in out.stderr
 

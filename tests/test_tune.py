@@ -27,16 +27,7 @@ def _two_workers(storage: str, tmp_path: Path) -> str:
     """Start two `zsl tune` workers at once on one storage; return the study name."""
     env = {**os.environ, "ZSL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [
-        *ZSL,
-        "tune",
-        "eszsl.linear",
-        "--dataset",
-        "synthetic",
-        "--trials",
-        str(TRIALS),
-        "--storage",
-        storage,
-        "--json",
+        *ZSL, "tune", "eszsl.linear", "--dataset", "synthetic", "--trials", str(TRIALS), "--storage", storage, "--json",
     ]
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)

@@ -74,11 +74,7 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 
 def run_overrides(
-    spec: str,
-    items: list[str] | None,
-    *,
-    params_from_study: str | None = None,
-    study_storage: str | None = None,
+    spec: str, items: list[str] | None, *, params_from_study: str | None = None, study_storage: str | None = None,
     cache_dir=None,
 ) -> tuple[dict, dict]:
     """``--set`` values over a study's best trial (when named), validated before any data is loaded.
@@ -96,9 +92,7 @@ def run_overrides(
 
         tuned = study_best_params(params_from_study, study_storage, cache_dir=cache_dir)
         provenance["params_from_study"] = {
-            "study": params_from_study,
-            "storage": study_storage or "default",
-            "params": tuned,
+            "study": params_from_study, "storage": study_storage or "default", "params": tuned,
         }
         overrides = {**tuned, **overrides}
     cls = get_method_class(spec)
@@ -159,14 +153,13 @@ def _cmd_run(args) -> int:
         else:
             print(
                 f"{result.method} on {result.dataset}/{result.split} GZSL uncalibrated U={m['U_uncalibrated']:.4f} "
-                f"S={m['S_uncalibrated']:.4f} H={m['H_uncalibrated']:.4f}; calibrated (gamma={m['gamma']:.4g} from "
-                "validation) "
+                f"S={m['S_uncalibrated']:.4f} H={m['H_uncalibrated']:.4f}; "
+                f"calibrated (gamma={m['gamma']:.4g} from validation) "
                 f"U={m['U']:.4f} S={m['S']:.4f} H={m['H']:.4f}; AUSUC={m.get('AUSUC', float('nan')):.4f}{label}"
             )
         print(
             f"fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.2f}s, peak RSS {result.peak_rss_mb:.0f} "
-            "MiB; "
-            f"selected {result.config['selected']}; saved to {folder}"
+            f"MiB; selected {result.config['selected']}; saved to {folder}"
         )
     return 0
 

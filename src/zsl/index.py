@@ -58,15 +58,8 @@ def _faiss():
 
 
 def make_binary_index(
-    codes: np.ndarray,
-    n_bits: int,
-    kind: str = "flat",
-    *,
-    hnsw_m: int = 32,
-    ef_construction: int = 64,
-    ef_search: int = 64,
-    nlist: int | None = None,
-    nprobe: int = 8,
+    codes: np.ndarray, n_bits: int, kind: str = "flat", *, hnsw_m: int = 32, ef_construction: int = 64,
+    ef_search: int = 64, nlist: int | None = None, nprobe: int = 8,
 ):
     """Build a faiss binary index of ``kind`` over (n, n_bits // 8) uint8 codes and add them."""
     faiss = _faiss()
@@ -137,8 +130,8 @@ class HashIndex:
         if X.shape[1] != want["dim"]:
             raise IndexMismatchError(
                 f"{self.path}: the index was built on {want['dim']}-d features from {want['name']!r} "
-                f"(resolution {want.get('resolution')}); got {X.shape[1]}-d query features. Extract the queries with "
-                "the same extractor."
+                f"(resolution {want.get('resolution')}); got {X.shape[1]}-d "
+                "query features. Extract the queries with the same extractor."
             )
         if extractor is not None:
             for key in ("name", "resolution"):
@@ -233,9 +226,7 @@ def rebuild_index(
         h = index.hnsw
         cum = faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64)
         levels, offsets, neighbors = (
-            arr("levels", np.int32, 1),
-            arr("offsets", np.int64, 1),
-            arr("neighbors", np.int32, 1),
+            arr("levels", np.int32, 1), arr("offsets", np.int64, 1), arr("neighbors", np.int32, 1),
         )
         entry, max_level = int(arr("entry_point", np.int64, 0)), int(arr("max_level", np.int64, 0))
         if len(levels) != n or len(offsets) != n + 1:
@@ -273,9 +264,7 @@ def rebuild_index(
         return index
     if kind == "ivf":
         centroids, sizes, ids = (
-            arr("centroids", np.uint8, 2),
-            arr("list_sizes", np.int64, 1),
-            arr("list_ids", np.int64, 1),
+            arr("centroids", np.uint8, 2), arr("list_sizes", np.int64, 1), arr("list_ids", np.int64, 1),
         )
         nlist = len(centroids)
         if nlist < 1 or centroids.shape[1] * 8 != n_bits or len(sizes) != nlist:
@@ -306,16 +295,8 @@ def rebuild_index(
 
 
 def build_index(
-    method,
-    database_codes: np.ndarray,
-    out: str | os.PathLike,
-    *,
-    method_spec: str,
-    feature_extractor: dict,
-    dataset_info: dict,
-    database: dict,
-    kind: str = "flat",
-    **index_params,
+    method, database_codes: np.ndarray, out: str | os.PathLike, *, method_spec: str, feature_extractor: dict,
+    dataset_info: dict, database: dict, kind: str = "flat", **index_params,
 ) -> Path:
     """Write an index folder for a fitted hashing ``method`` and its database codes (see module docstring)."""
     from . import __version__
@@ -337,10 +318,8 @@ def build_index(
         index_params = {**index_params, "nlist": int(index.nlist), "nprobe": int(index.nprobe)}
     if kind == "hnsw":
         index_params = {
-            **index_params,
-            "hnsw_m": int(index.hnsw.nb_neighbors(1)),
-            "ef_construction": int(index.hnsw.efConstruction),
-            "ef_search": int(index.hnsw.efSearch),
+            **index_params, "hnsw_m": int(index.hnsw.nb_neighbors(1)),
+            "ef_construction": int(index.hnsw.efConstruction), "ef_search": int(index.hnsw.efSearch),
         }
     method.save(out / "model.npz")
     save_npz(out / "database.npz", codes=codes, **{k: np.asarray(v) for k, v in database.items()})
@@ -437,8 +416,8 @@ def load_index(path: str | os.PathLike, *, verify: bool = True) -> HashIndex:
     labels, names = database["label"], database["class_names"]
     if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != n_bits:
         raise IndexMismatchError(
-            f"{path}: database.npz holds codes of {codes.dtype} {codes.shape}, not {n_bits}-bit packed codes; "
-            "rebuild the index"
+            f"{path}: database.npz holds codes of {codes.dtype} "
+            f"{codes.shape}, not {n_bits}-bit packed codes; rebuild the index"
         )
     if labels.shape != (len(codes),) or labels.dtype.kind not in "iu" or names.ndim != 1 or \
             (len(labels) and (labels.min() < 0 or labels.max() >= len(names))):

@@ -252,20 +252,10 @@ class ZeroShotLabeller:
     """
 
     def __init__(
-        self,
-        vocabulary: Any = "imagenet21k",
-        *,
-        space: str = DEFAULT_SPACE,
-        T: int | None = 10,
-        exclude_seen: bool = False,
-        resolution: int = 224,
-        batch_size: int = 32,
-        num_workers: int | None = None,
-        far_threshold: float | None = None,
-        score_threshold: float | None = None,
-        synonyms: str = "best",
-        cache_dir=None,
-        progress: bool = False,
+        self, vocabulary: Any = "imagenet21k", *, space: str = DEFAULT_SPACE, T: int | None = 10,
+        exclude_seen: bool = False, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
+        far_threshold: float | None = None, score_threshold: float | None = None, synonyms: str = "best",
+        cache_dir=None, progress: bool = False,
     ):
         parse_space(space)  # a bad name is a one-line error before any work
         if T is not None and (not isinstance(T, (int, np.integer)) or T < 1):
@@ -602,30 +592,9 @@ def hierarchy_scores(
 
 
 __all__ = [
-    "CIFAR10_WNIDS",
-    "DEFAULT_SPACE",
-    "FAR_THRESHOLD",
-    "IMAGE_EXTENSIONS",
-    "LabelResult",
-    "Ranking",
-    "SPACES",
-    "Vocabulary",
-    "SCORE_THRESHOLDS",
-    "ZeroShotLabeller",
-    "choose_far_threshold",
-    "choose_score_threshold",
-    "classifier_ceiling",
-    "expand_images",
-    "hierarchy_scores",
-    "imagenet1k_classes",
-    "imagenet21k_synsets",
-    "label_images",
-    "labelled_images",
-    "load_vocabulary",
-    "label_of_wnid",
-    "names_hit_at_k",
-    "partition_hit_at_1",
-    "read_vocabulary_lines",
-    "seen_mask",
-    "vocabulary_labels",
+    "CIFAR10_WNIDS", "DEFAULT_SPACE", "FAR_THRESHOLD", "IMAGE_EXTENSIONS", "LabelResult", "Ranking", "SPACES",
+    "Vocabulary", "SCORE_THRESHOLDS", "ZeroShotLabeller", "choose_far_threshold", "choose_score_threshold",
+    "classifier_ceiling", "expand_images", "hierarchy_scores", "imagenet1k_classes", "imagenet21k_synsets",
+    "label_images", "labelled_images", "load_vocabulary", "label_of_wnid", "names_hit_at_k", "partition_hit_at_1",
+    "read_vocabulary_lines", "seen_mask", "vocabulary_labels",
 ]

@@ -199,8 +199,8 @@ class _Encoder:
         return PersistError(
             f"cannot save {self.owner}: {where or 'the object'} holds {what}; only arrays, tensors, numbers, strings, "
             "lists/tuples/dicts of those, zsl's own objects, scikit-learn's "
-            f"{', '.join(n.rsplit('.', 1)[1] for n in SKLEARN_CLASSES)} and standard torch.nn layers can be saved as "
-            "data"
+            f"{', '.join(n.rsplit('.', 1)[1] for n in SKLEARN_CLASSES)} "
+            "and standard torch.nn layers can be saved as data"
         )
 
     def array(self, a: np.ndarray, where: str) -> int:
@@ -548,17 +548,10 @@ def _read_checked_zip(path: Path, *, what: str, member_ok) -> tuple[list[str], d
                         raise _refuse(path, f"member {info.filename} is {info.file_size} bytes (limit {MAX_DOC_BYTES})")
                     out[info.filename] = zf.read(info)
     except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        EOFError,
-        OSError,
-        ValueError,
-        NotImplementedError,
-        struct.error,
+        zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError, struct.error,
     ) as exc:
         raise _refuse(
-            path,
-            f"is a damaged zip archive ({type(exc).__name__}: {str(exc)[:120]})",
+            path, f"is a damaged zip archive ({type(exc).__name__}: {str(exc)[:120]})",
             "the file is damaged or was not written by zsl",
         ) from None
     return names, out
@@ -849,10 +842,7 @@ def _is_tensor(x) -> bool:
 
 
 def decode(
-    doc: dict,
-    arrays: dict[int, np.ndarray],
-    *,
-    extra_classes: Iterable[type] = (),
+    doc: dict, arrays: dict[int, np.ndarray], *, extra_classes: Iterable[type] = (),
     path: str | os.PathLike = "<memory>",
 ) -> Any:
     """Rebuild the object of a document (see :func:`read_document`)."""

@@ -83,11 +83,7 @@ class FeaturePreprocessor:
     """Optional RBF kernel map, optional PCA to ``n_components``, then ``scale`` (see the module docstring)."""
 
     def __init__(
-        self,
-        n_components: int | None = None,
-        scale: str = "std",
-        random_state: int = 0,
-        max_samples: int = 4000,
+        self, n_components: int | None = None, scale: str = "std", random_state: int = 0, max_samples: int = 4000,
         rbf_anchors: int | None = None,
     ):
         self.n_components = n_components

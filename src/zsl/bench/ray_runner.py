@@ -181,8 +181,8 @@ def run_benchmark_ray(
                 score = (f"top-1 {m['acc']:.4f}" if row["setting"] == "zsl"
                          else f"U {m['U']:.4f} S {m['S']:.4f} H {m['H']:.4f}")
                 log(
-                    f"[{finished} done] {label}: {score}  ({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} "
-                    "MiB)"
+                    f"[{finished} done] {label}: {score}  "
+                    f"({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} MiB)"
                     + ("" if stored else " [already stored by another worker]")
                 )
 

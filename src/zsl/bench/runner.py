@@ -204,15 +204,8 @@ def expand_grid(grid: dict[str, Any], datasets: list[tuple[str, str, dict]]) -> 
                 for seed in grid["seeds"]:
                     cells.append(
                         Cell(
-                            spec,
-                            dataset,
-                            split,
-                            setting,
-                            int(seed),
-                            opts.get("selection", grid["selection"]),
-                            opts.get("semantics"),
-                            dict(opts.get("overrides", {})),
-                            dict(load),
+                            spec, dataset, split, setting, int(seed), opts.get("selection", grid["selection"]),
+                            opts.get("semantics"), dict(opts.get("overrides", {})), dict(load),
                         )
                     )
     return cells

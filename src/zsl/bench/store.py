@@ -161,15 +161,8 @@ class ResultsStore:
         import sqlalchemy as sa
 
         probe = {
-            "cell_hash": f"probe-{uuid.uuid4().hex[:24]}",
-            "method": "-",
-            "spec": "-",
-            "dataset": "-",
-            "split": "-",
-            "setting": "-",
-            "seed": 0,
-            "status": "probe",
-            "config_json": "{}",
+            "cell_hash": f"probe-{uuid.uuid4().hex[:24]}", "method": "-", "spec": "-", "dataset": "-", "split": "-",
+            "setting": "-", "seed": 0, "status": "probe", "config_json": "{}",
         }
         try:
             with self.engine.connect() as conn:

@@ -26,9 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="default", help="CPL preset (default: default)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a CPL hyperparameter (repeatable)")
     p.add_argument(
-        "--params-from-study",
-        default=None,
-        metavar="NAME",
+        "--params-from-study", default=None, metavar="NAME",
         help="start from the best trial of this Optuna study (see `zsl cpl search`); recorded with the outputs",
     )
     p.add_argument("--study-storage", default=None,

@@ -31,9 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("images", help="folder of images (class subfolders optional), a .tar.gz of one, or one image")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument(
-        "--resolution",
-        type=int,
-        default=DEFAULT_RESOLUTION,
+        "--resolution", type=int, default=DEFAULT_RESOLUTION,
         help=f"input size in pixels (default {DEFAULT_RESOLUTION})",
     )
     p.add_argument("--batch-size", type=int, default=64)

@@ -86,21 +86,13 @@ def _ablation(args) -> int:
         )
         rows.append(
             {
-                "row": label,
-                "nmi": clus["nmi"],
-                "mi": clus["mi"],
-                "zsl_acc": acc,
-                "U": g["U"],
-                "S": g["S"],
-                "H": g["H"],
-                "noise_alpha": method.noise_alpha,
-                "seconds": time.perf_counter() - t0,
+                "row": label, "nmi": clus["nmi"], "mi": clus["mi"], "zsl_acc": acc, "U": g["U"], "S": g["S"],
+                "H": g["H"], "noise_alpha": method.noise_alpha, "seconds": time.perf_counter() - t0,
             }
         )
         print(
             f"  {label}: NMI {clus['nmi']:.3f} ZSL {acc:.4f} H {g['H']:.4f} ({rows[-1]['seconds']:.0f}s)",
-            file=sys.stderr,
-            flush=True,
+            file=sys.stderr, flush=True,
         )
     if args.json:
         print(
@@ -108,14 +100,14 @@ def _ablation(args) -> int:
         )
         return 0
     print(
-        f"clusterable CVAE ablation on {ds.name}/{ds.split} (seed {args.seed}; MI = NMI of K-Means on test-unseen "
-        "features)"
+        f"clusterable CVAE ablation on {ds.name}/{ds.split} (seed "
+        f"{args.seed}; MI = NMI of K-Means on test-unseen features)"
     )
     print(f"{'components':22s} {'MI (NMI)':>9s} {'MI nats':>8s} {'ZSL top-1':>10s} {'GZSL U':>7s} {'S':>7s} {'H':>7s}")
     for r in rows:
         print(
-            f"{r['row']:22s} {r['nmi']:9.3f} {r['mi']:8.3f} {r['zsl_acc']:10.4f} {r['U']:7.4f} {r['S']:7.4f} "
-            f"{r['H']:7.4f}"
+            f"{r['row']:22s} {r['nmi']:9.3f} {r['mi']:8.3f} "
+            f"{r['zsl_acc']:10.4f} {r['U']:7.4f} {r['S']:7.4f} {r['H']:7.4f}"
         )
     return 0
 
@@ -126,16 +118,8 @@ def _fewshot(args) -> int:
 
     ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
     rows = gaussian_fewshot_table(
-        ds,
-        shots=tuple(args.shots),
-        n_way=args.ways,
-        n_query=args.queries,
-        n_episodes=args.episodes,
-        seed=args.seed,
-        pca_dim=args.pca_dim or None,
-        gamma=args.gamma,
-        epochs=args.epochs,
-        progress=not args.json,
+        ds, shots=tuple(args.shots), n_way=args.ways, n_query=args.queries, n_episodes=args.episodes, seed=args.seed,
+        pca_dim=args.pca_dim or None, gamma=args.gamma, epochs=args.epochs, progress=not args.json,
     )
     if args.json:
         print(json.dumps({"dataset": ds.name, "split": ds.split, "rows": rows}))

@@ -51,9 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--select", choices=["validation", "none"], default="validation",
                    help="choose hyperparameters on validation classes (default) or use the presets as they are")
     p.add_argument(
-        "--queries",
-        type=int,
-        default=1000,
+        "--queries", type=int, default=1000,
         help="unseen-class queries drawn when the dataset has no fixed query set (AwA1); cap on validation queries",
     )
     p.add_argument(
@@ -82,15 +80,8 @@ def _cmd_hashing(args) -> int:
         raise ZSLError(f"--top-k {args.top_k}: must be a positive number of items")
     splits = args.splits or ([args.split] if args.split else list(dataset_splits(args.dataset, args.data_root)))
     settings = {
-        "dataset": args.dataset,
-        "splits": splits,
-        "bits": args.bits,
-        "methods": args.methods,
-        "seeds": args.seeds,
-        "semantics": args.semantics,
-        "select": args.select,
-        "queries": args.queries,
-        "query_seed": args.query_seed,
+        "dataset": args.dataset, "splits": splits, "bits": args.bits, "methods": args.methods, "seeds": args.seeds,
+        "semantics": args.semantics, "select": args.select, "queries": args.queries, "query_seed": args.query_seed,
         "top_k": args.top_k,
     }
     out = (
@@ -103,19 +94,9 @@ def _cmd_hashing(args) -> int:
         write_json(out / "results.partial.json", {"settings": settings, "selection": selection, "runs": runs})
 
     res = run_hashing_table(
-        args.dataset,
-        splits=splits,
-        methods=args.methods,
-        bits=args.bits,
-        seeds=args.seeds,
-        semantics=args.semantics,
-        select=args.select,
-        query_seed=args.query_seed,
-        n_queries=args.queries,
-        top_k=args.top_k,
-        data_root=args.data_root,
-        cache_dir=args.cache_dir,
-        on_run=save_partial,
+        args.dataset, splits=splits, methods=args.methods, bits=args.bits, seeds=args.seeds, semantics=args.semantics,
+        select=args.select, query_seed=args.query_seed, n_queries=args.queries, top_k=args.top_k,
+        data_root=args.data_root, cache_dir=args.cache_dir, on_run=save_partial,
     )
     table = summarise(res["runs"], args.methods, args.bits, args.top_k)
     write_json(out / "results.json", {"settings": settings, "table": table, **res})

@@ -84,9 +84,7 @@ def _cmd_build(args) -> int:
     if args.bits <= 0 or args.bits % 8:
         raise ZSLError(f"--bits {args.bits}: the code length must be a positive multiple of 8")
     for flag, value, lo in (
-        ("--hnsw-m", args.hnsw_m, 2),
-        ("--ef-search", args.ef_search, 1),
-        ("--nlist", args.nlist, 1),
+        ("--hnsw-m", args.hnsw_m, 2), ("--ef-search", args.ef_search, 1), ("--nlist", args.nlist, 1),
         ("--nprobe", args.nprobe, 1),
     ):
         if value is not None and value < lo:
@@ -113,11 +111,8 @@ def _cmd_build(args) -> int:
         method_spec=args.method,
         feature_extractor=feature_extractor_of(ds),
         dataset_info={
-            "name": ds.name,
-            "split": ds.split,
-            "fingerprint": ds.fingerprint(),
-            "semantics": args.semantics or ds.default_semantics,
-            "n_train": int(len(data.y_train)),
+            "name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint(),
+            "semantics": args.semantics or ds.default_semantics, "n_train": int(len(data.y_train)),
         },
         database=database,
         kind=args.kind,

@@ -40,11 +40,7 @@ def register(subparsers) -> None:
         "--exclude-seen", action="store_true", help="drop labels that are ImageNet-1k classes (truly zero-shot answers)"
     )
     p.add_argument(
-        "-T",
-        "--T",
-        dest="T",
-        type=int,
-        default=10,
+        "-T", "--T", dest="T", type=int, default=10,
         help="ConSE: number of top classifier labels combined (default 10; 0 = all)",
     )
     p.add_argument(
@@ -98,8 +94,8 @@ def _cmd_label(args) -> int:
             if r.far_reason == "label":
                 print(
                     f"  note: far from what the classifier knows -- its nearest class to {r.labels[0][0]!r} is "
-                    f"{r.nearest_class!r} (known {r.known:.2f} < {labeller.far_threshold:.2f}); treat these labels as "
-                    "guesses"
+                    f"{r.nearest_class!r} (known {r.known:.2f} < "
+                    f"{labeller.far_threshold:.2f}); treat these labels as guesses"
                 )
             elif r.far_reason == "image":
                 print(f"  note: no label is close to what the classifier sees (best score {r.labels[0][1]:.2f} < "

@@ -63,8 +63,7 @@ def run_tune(args) -> int:
     load = {"max_per_class": args.max_per_class} if args.max_per_class and args.objective == "val" else {}
     ds = require_semantics(
         load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir, **load),
-        args.semantics,
-        args.cache_dir,
+        args.semantics, args.cache_dir,
     )
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     study = tune(spec, ds, objective=args.objective, setting=args.setting, trials=args.trials, storage=args.storage,

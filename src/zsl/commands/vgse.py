@@ -83,38 +83,27 @@ def register(subparsers) -> None:
     f.add_argument("--patch-fraction", type=float, default=d.patch_fraction,
                    help=f"patch side / shorter image side (default {d.patch_fraction})")
     f.add_argument(
-        "--resolution",
-        type=int,
-        default=d.resolution,
+        "--resolution", type=int, default=d.resolution,
         help=f"backbone input size of each patch (default {d.resolution})",
     )
     f.add_argument(
-        "--word-vectors",
-        default=d.word_vectors,
+        "--word-vectors", default=d.word_vectors,
         help=f"class-name vectors for L_sem and the relation (default {d.word_vectors})",
     )
     f.add_argument(
-        "--clusters",
-        type=int,
-        default=d.n_clusters,
+        "--clusters", type=int, default=d.n_clusters,
         help=f"D_v, the number of visual clusters (default {d.n_clusters})",
     )
     f.add_argument(
-        "--hidden",
-        type=int,
-        default=d.hidden,
+        "--hidden", type=int, default=d.hidden,
         help=f"width of the trainable projection head, 0 = none (default {d.hidden})",
     )
     f.add_argument(
-        "--lambda-sem",
-        type=float,
-        default=d.lambda_sem,
+        "--lambda-sem", type=float, default=d.lambda_sem,
         help=f"weight of the cluster-to-semantic loss (default {d.lambda_sem:g})",
     )
     f.add_argument(
-        "--lambda-bal",
-        type=float,
-        default=d.lambda_bal,
+        "--lambda-bal", type=float, default=d.lambda_bal,
         help=f"weight of the cluster-balance loss (default {d.lambda_bal:g})",
     )
     f.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
@@ -166,17 +155,9 @@ def _fit(args) -> int:
     for split in args.split:
         ds = _load(args, split)
         cfg = VGSEConfig(
-            images_per_class=args.images_per_class or None,
-            grid=args.grid,
-            patch_fraction=args.patch_fraction,
-            resolution=args.resolution,
-            word_vectors=args.word_vectors,
-            n_clusters=args.clusters,
-            hidden=args.hidden,
-            lambda_sem=args.lambda_sem,
-            lambda_bal=args.lambda_bal,
-            epochs=args.epochs,
-            seed=args.seed,
+            images_per_class=args.images_per_class or None, grid=args.grid, patch_fraction=args.patch_fraction,
+            resolution=args.resolution, word_vectors=args.word_vectors, n_clusters=args.clusters, hidden=args.hidden,
+            lambda_sem=args.lambda_sem, lambda_bal=args.lambda_bal, epochs=args.epochs, seed=args.seed,
             alpha=args.alpha,
         )
         scorer = None if args.alpha is not None else validation_scorer(ds)

@@ -48,10 +48,7 @@ def _awa1_loader(root: Path, split: str, *, cache_dir=None, **kw) -> ZSLDataset:
 
 register_dataset(
     DatasetSpec(
-        "synthetic",
-        lambda root, split, cache_dir=None, **kw: make_synthetic(**kw),
-        lambda root: True,
-        ("default",),
+        "synthetic", lambda root, split, cache_dir=None, **kw: make_synthetic(**kw), lambda root: True, ("default",),
         "seeded synthetic attributes->features dataset (no files)",
     )
 )
@@ -83,11 +80,9 @@ def _flo_loader(
 
 register_dataset(
     DatasetSpec(
-        "flo",
-        _flo_loader,
+        "flo", _flo_loader,
         lambda root: (root / "flo" / "att_splits.mat").is_file() and _flo_features_file(root / "flo") is not None,
-        ("ps",),
-        "Oxford Flowers-102 (xlsa17 split), CNN features, text embeddings + class-name vectors",
+        ("ps",), "Oxford Flowers-102 (xlsa17 split), CNN features, text embeddings + class-name vectors",
     )
 )
 
@@ -164,13 +159,13 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, cache_d
 
         if not name.split(":", 1)[1].strip():
             raise DataError(
-                "image-folder: needs a path, e.g. --dataset image-folder:~/photos (a folder of class folders or a "
-                ".tar.gz)"
+                "image-folder: needs a path, e.g. --dataset "
+                "image-folder:~/photos (a folder of class folders or a .tar.gz)"
             )
         if split not in (None, "default"):
             raise DataError(
-                f"an image folder has one split, 'default' (unseen classes drawn with the seed); got {split!r}. "
-                "Valid splits: default"
+                "an image folder has one split, 'default' (unseen classes "
+                f"drawn with the seed); got {split!r}. Valid splits: default"
             )
         return read_image_folder(name.split(":", 1)[1], cache_dir=cache_dir, **kwargs)
     if name in _DATASETS:

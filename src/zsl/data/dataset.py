@@ -138,8 +138,7 @@ class ZSLDataset:
             if len(idx) and (idx.min() < 0 or idx.max() >= n):
                 raise DataError(f"{where}: split {key!r} has index out of range [0, {n}) (max {idx.max()})")
         for src, E in [
-            *self.embeddings.items(),
-            *((f"{k} (validation)", v) for k, v in self.validation_embeddings.items()),
+            *self.embeddings.items(), *((f"{k} (validation)", v) for k, v in self.validation_embeddings.items()),
         ]:
             if E.ndim != 2 or E.shape[0] != C:
                 raise DataError(f"{where}: {src} embeddings have shape {E.shape}; expected ({C}, k), one row per class")

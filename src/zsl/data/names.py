@@ -34,8 +34,8 @@ def name_embeddings(names: list[str], sources: Sequence[str], *, where: str, fal
                 )
             if missing:
                 notes.append(
-                    f"glove: {len(missing)} class name(s) unknown to GloVe described by {fallback!r}: "
-                    f"{', '.join(missing)}"
+                    f"glove: {len(missing)} class name(s) unknown to GloVe "
+                    f"described by {fallback!r}: {', '.join(missing)}"
                 )
         elif source == "minilm":
             from ..semantics.minilm import minilm_vectors

@@ -42,8 +42,8 @@ def _loadmat(path: Path) -> dict:
         raise DataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; re-save it with -v7") from None
     except Exception as exc:  # noqa: BLE001 - whatever scipy raises on a damaged file: one line naming it
         raise DataError(
-            f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {str(exc)[:120]}); re-download or "
-            "re-create it"
+            f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); re-download or re-create it"
         ) from None
 
 

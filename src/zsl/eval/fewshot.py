@@ -82,16 +82,8 @@ def gaussian_fewshot_table(dataset, *, semantics: str | None = None, shots=(1, 5
     with torch_threads(1):
         prep = FeaturePreprocessor(pca_dim, random_state=seed).fit(Xb)
         F = train_gaussian_map(
-            prep.transform(Xb),
-            np.searchsorted(base, yb),
-            len(base),
-            dim=dim,
-            gamma=gamma,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            gen=torch_generator(seed),
-            progress=progress,
+            prep.transform(Xb), np.searchsorted(base, yb), len(base), dim=dim, gamma=gamma, epochs=epochs,
+            batch_size=batch_size, lr=lr, gen=torch_generator(seed), progress=progress,
             desc="Gaussian map on base classes",
         )
         with torch.no_grad():

@@ -246,14 +246,8 @@ def param_grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -- selection ----------------------------------------------------------------------------------
 def select_on_validation(
-    spec: str,
-    ds: ZSLDataset,
-    *,
-    setting: str = "zsl",
-    semantics: str | None = None,
-    seed: int = 0,
-    overrides: dict[str, Any] | None = None,
-    fit_cache: FitCache | None = None,
+    spec: str, ds: ZSLDataset, *, setting: str = "zsl", semantics: str | None = None, seed: int = 0,
+    overrides: dict[str, Any] | None = None, fit_cache: FitCache | None = None,
 ) -> dict[str, Any]:
     """Only the selection step: the grid fitted on the train classes and scored on the validation classes.
 

@@ -403,8 +403,8 @@ def retrieval_data(dataset, *, role: str = "test", n_queries: int = 1000, seed: 
         )
         if leaked:
             raise DataError(
-                f"dataset {dataset.name!r}: validation split mixes held-out classes into training or unseen classes "
-                "into the database"
+                f"dataset {dataset.name!r}: validation split mixes held-out "
+                "classes into training or unseen classes into the database"
             )
     else:
         extra = _unseen_train_images(dataset)
@@ -415,14 +415,7 @@ def retrieval_data(dataset, *, role: str = "test", n_queries: int = 1000, seed: 
             y_db = np.concatenate([y[trainval], extra[1]])
             db_paths = [meta_paths[i] for i in trainval] + extra[2] if meta_paths else None
             out = RetrievalData(
-                X[trainval],
-                y[trainval],
-                X_db,
-                y_db,
-                X[query],
-                y[query],
-                dataset.seen_classes,
-                db_paths,
+                X[trainval], y[trainval], X_db, y_db, X[query], y[query], dataset.seen_classes, db_paths,
                 "unseen classes' test-folder images; database = every train-folder image",
             )
         else:
@@ -472,17 +465,8 @@ class HashingResult:
 
 
 def evaluate_hashing(
-    spec: str,
-    dataset,
-    *,
-    n_bits: int,
-    seed: int = 0,
-    semantics: str | None = None,
-    role: str = "test",
-    n_queries: int = 1000,
-    top_k: int = 1000,
-    overrides: dict | None = None,
-    data: RetrievalData | None = None,
+    spec: str, dataset, *, n_bits: int, seed: int = 0, semantics: str | None = None, role: str = "test",
+    n_queries: int = 1000, top_k: int = 1000, overrides: dict | None = None, data: RetrievalData | None = None,
 ) -> HashingResult:
     """Fit ``spec`` (e.g. ``"zsh"``) on the training-class images of the ``role`` split of
     ``dataset`` and evaluate retrieval of its held-out-class queries against the whole database

@@ -395,8 +395,8 @@ def extract(
             raise DataError(f"ray_workers must be an integer >= 1, got {ray_workers!r}")
         if images and not all(_is_path(x) for x in images):
             raise DataError(
-                "ray_address: the Ray path extracts image files; pass file paths (in-memory images are computed "
-                "locally)"
+                "ray_address: the Ray path extracts image files; pass "
+                "file paths (in-memory images are computed locally)"
             )
         from .ray_extract import ray_batches
 

@@ -109,14 +109,8 @@ class GeneratedFeatureClassifier:
         if len(self.unseen_) and len(Z_syn):
             self.zsl_center_, self.zsl_scale_ = _centre_scale(Z_syn)
             self.zsl_clf_ = train_softmax(
-                (Z_syn - self.zsl_center_) / self.zsl_scale_,
-                np.searchsorted(self.unseen_, y_syn),
-                len(self.unseen_),
-                steps=self.steps,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                gen=gen,
-                progress=self.progress,
+                (Z_syn - self.zsl_center_) / self.zsl_scale_, np.searchsorted(self.unseen_, y_syn), len(self.unseen_),
+                steps=self.steps, batch_size=self.batch_size, lr=self.lr, gen=gen, progress=self.progress,
                 desc="ZSL classifier",
             )
         Z_all = np.concatenate([Z_seen, Z_syn]) if len(Z_syn) else np.asarray(Z_seen)

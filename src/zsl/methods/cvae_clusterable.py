@@ -128,18 +128,7 @@ class Decoder(nn.Module):
 
 
 def train_gaussian_map(
-    X,
-    y_local,
-    n_classes,
-    *,
-    dim,
-    gamma,
-    epochs,
-    batch_size,
-    lr,
-    gen,
-    checkpoint=None,
-    progress=False,
+    X, y_local, n_classes, *, dim, gamma, epochs, batch_size, lr, gen, checkpoint=None, progress=False,
     desc="Gaussian fine-tuning F",
 ):
     """Train F (FC + Sigmoid) and centres W' with the Gaussian similarity loss (eq. 9); return F (eval mode).
@@ -239,36 +228,14 @@ class ClusterableCVAE(ZSLMethod):
     gzsl_objective = "H_uncalibrated"
 
     def __init__(
-        self,
-        *,
-        rbf_anchors: int | None = None,
-        pca_dim: int | None = None,
-        feature_scale: str = "minmax",
-        embedding_norm: float | str = 1.0,
-        condition_seen_span: bool = True,
-        use_mapping: bool = True,
-        use_gaussian: bool = True,
-        noise_alpha: float = 0.5,
-        gamma: float = 1.0,
-        map_dim: int = 512,
-        gaussian_dim: int = 512,
-        latent_dim: int | None = None,
-        hidden: int = 4096,
-        epochs: int = 20,
-        finetune_epochs: int = 3,
-        batch_size: int = 64,
-        lr: float = 1e-3,
-        kl_weight: float = 1.0,
-        cls_weight: float = 1.0,
-        cls_recon_weight: float = 0.1,
-        n_synth: int = 300,
-        clf_steps: int = 2500,
-        clf_lr: float = 1e-3,
-        recon_trains_mapping: bool = False,
-        random_state: int = 0,
-        checkpoint_dir: str | None = None,
-        progress: bool = False,
-        n_threads: int | None = None,
+        self, *, rbf_anchors: int | None = None, pca_dim: int | None = None, feature_scale: str = "minmax",
+        embedding_norm: float | str = 1.0, condition_seen_span: bool = True, use_mapping: bool = True,
+        use_gaussian: bool = True, noise_alpha: float = 0.5, gamma: float = 1.0, map_dim: int = 512,
+        gaussian_dim: int = 512, latent_dim: int | None = None, hidden: int = 4096, epochs: int = 20,
+        finetune_epochs: int = 3, batch_size: int = 64, lr: float = 1e-3, kl_weight: float = 1.0,
+        cls_weight: float = 1.0, cls_recon_weight: float = 0.1, n_synth: int = 300, clf_steps: int = 2500,
+        clf_lr: float = 1e-3, recon_trains_mapping: bool = False, random_state: int = 0,
+        checkpoint_dir: str | None = None, progress: bool = False, n_threads: int | None = None,
     ):
         self.rbf_anchors = rbf_anchors
         self.pca_dim = pca_dim
@@ -342,16 +309,8 @@ class ClusterableCVAE(ZSLMethod):
         self.finetune_ = None
         if self.use_gaussian:
             self.finetune_ = train_gaussian_map(
-                Z,
-                y_local,
-                len(seen),
-                dim=self.gaussian_dim,
-                gamma=self.gamma,
-                epochs=self.finetune_epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                gen=gen,
-                checkpoint=ckpt.sub("finetune"),
+                Z, y_local, len(seen), dim=self.gaussian_dim, gamma=self.gamma, epochs=self.finetune_epochs,
+                batch_size=self.batch_size, lr=self.lr, gen=gen, checkpoint=ckpt.sub("finetune"),
                 progress=self.progress,
             )
             self.finetune_.requires_grad_(False)

@@ -247,30 +247,12 @@ class FCLSWGAN(ZSLMethod):
     gzsl_objective = "H_uncalibrated"
 
     def __init__(
-        self,
-        *,
-        rbf_anchors: int | None = None,
-        pca_dim: int | None = None,
-        feature_scale: str = "minmax",
-        embedding_norm: float | str = 1.0,
-        condition_seen_span: bool = True,
-        hidden: int = 4096,
-        critic_hidden: int | None = None,
-        noise_dim: int | None = None,
-        gan_steps: int = 1500,
-        batch_size: int = 64,
-        lr: float = 1e-4,
-        critic_iters: int = 5,
-        gp_lambda: float = 10.0,
-        cls_weight: float = 0.1,
-        classifier_epochs: int = 25,
-        n_synth: int = 300,
-        clf_steps: int = 2500,
-        clf_lr: float = 1e-3,
-        clf_batch_size: int = 64,
-        random_state: int = 0,
-        checkpoint_dir: str | None = None,
-        progress: bool = False,
+        self, *, rbf_anchors: int | None = None, pca_dim: int | None = None, feature_scale: str = "minmax",
+        embedding_norm: float | str = 1.0, condition_seen_span: bool = True, hidden: int = 4096,
+        critic_hidden: int | None = None, noise_dim: int | None = None, gan_steps: int = 1500, batch_size: int = 64,
+        lr: float = 1e-4, critic_iters: int = 5, gp_lambda: float = 10.0, cls_weight: float = 0.1,
+        classifier_epochs: int = 25, n_synth: int = 300, clf_steps: int = 2500, clf_lr: float = 1e-3,
+        clf_batch_size: int = 64, random_state: int = 0, checkpoint_dir: str | None = None, progress: bool = False,
         n_threads: int | None = None,
     ):
         self.rbf_anchors = rbf_anchors
@@ -340,10 +322,7 @@ class FCLSWGAN(ZSLMethod):
             self.generator_, self.conditions_, self.unseen_classes_, self.n_synth, random_state=seed + 7
         )
         self.classifier_ = GeneratedFeatureClassifier(
-            steps=self.clf_steps,
-            batch_size=self.clf_batch_size,
-            lr=self.clf_lr,
-            random_state=seed + 11,
+            steps=self.clf_steps, batch_size=self.clf_batch_size, lr=self.clf_lr, random_state=seed + 11,
             progress=self.progress,
         )
         self.classifier_.fit(Z, y, Z_syn, y_syn, self.unseen_classes_, self.n_classes_)

@@ -153,22 +153,10 @@ class ZSH(HashingMethod):
     }
 
     def __init__(
-        self,
-        *,
-        n_bits: int = 64,
-        n_anchors: int = 1000,
-        lambda_: float = 1e-2,
-        nu: float = 1e-5,
-        epsilon: float = 1e-2,
-        delta: float = 1e-2,
-        beta: float = 0.03,
-        gamma: float = 1.0,
-        n_neighbors: int = 5,
-        n_iter: int = 10,
-        rotation: str = "orthogonal",
-        label_embedding: str = "embedding",
-        max_train: int | None = 10000,
-        random_state: int = 0,
+        self, *, n_bits: int = 64, n_anchors: int = 1000, lambda_: float = 1e-2, nu: float = 1e-5,
+        epsilon: float = 1e-2, delta: float = 1e-2, beta: float = 0.03, gamma: float = 1.0, n_neighbors: int = 5,
+        n_iter: int = 10, rotation: str = "orthogonal", label_embedding: str = "embedding",
+        max_train: int | None = 10000, random_state: int = 0,
     ):
         self.n_bits = n_bits
         self.n_anchors = n_anchors

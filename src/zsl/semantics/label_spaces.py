@@ -129,11 +129,9 @@ class LabelVectors:
     ) -> LabelVectors:
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
         return LabelVectors(
-            self.space,
-            [B[idx] for B in self.blocks],
+            self.space, [B[idx] for B in self.blocks],
             self.owner[idx] if owner is None else np.asarray(owner, np.int64)[idx],
-            self.n_labels if n_labels is None else n_labels,
-            [self.synsets[i] for i in idx] if self.synsets else [],
+            self.n_labels if n_labels is None else n_labels, [self.synsets[i] for i in idx] if self.synsets else [],
             [self.how[i] for i in idx] if self.how else [],
             None if self.fallback_similarity is None else self.fallback_similarity[idx],
             None if self.fallback_class is None else self.fallback_class[idx],
@@ -167,13 +165,7 @@ class LabelVectors:
             for B in self.blocks
         ]
         return LabelVectors(
-            self.space,
-            blocks,
-            self.owner,
-            self.n_labels,
-            self.synsets,
-            self.how,
-            self.fallback_similarity,
+            self.space, blocks, self.owner, self.n_labels, self.synsets, self.how, self.fallback_similarity,
             self.fallback_class,
         )
 
@@ -195,13 +187,7 @@ class LabelVectors:
             for B, c in zip(self.blocks, columns)
         ]
         return LabelVectors(
-            self.space,
-            blocks,
-            self.owner,
-            self.n_labels,
-            self.synsets,
-            self.how,
-            self.fallback_similarity,
+            self.space, blocks, self.owner, self.n_labels, self.synsets, self.how, self.fallback_similarity,
             self.fallback_class,
         )
 

@@ -261,11 +261,8 @@ class PatchClustering:
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"state/{k}": v.detach().numpy() for k, v in self.module_.state_dict().items()}
         arrays.update(
-            mean=self.mean_,
-            std=self.std_,
-            class_embeddings=self.class_embeddings_,
-            params=np.asarray(json.dumps(self.get_params())),
-            shape=np.asarray([self.n_classes_, self.d_sem_]),
+            mean=self.mean_, std=self.std_, class_embeddings=self.class_embeddings_,
+            params=np.asarray(json.dumps(self.get_params())), shape=np.asarray([self.n_classes_, self.d_sem_]),
         )
         return arrays
 
@@ -489,9 +486,7 @@ def fit_vgse(dataset, config: VGSEConfig | None = None, *, scorer: Callable[[np.
         "train_seconds": selection.fit_seconds_ + final.fit_seconds_,
         "train_cpu_seconds": train_cpu,
         "selection_model": {
-            "classes": len(train),
-            "final_epoch": selection.history_[-1],
-            "clusters_used": selection.clusters_used_,
+            "classes": len(train), "final_epoch": selection.history_[-1], "clusters_used": selection.clusters_used_,
         },
         "final_model": {"classes": len(seen), "final_epoch": final.history_[-1], "clusters_used": final.clusters_used_},
         "seen_images": {dataset.class_names[c]: bank.paths[int(c)] for c in seen},
