@@ -12,8 +12,9 @@ chooses anything. Figures made from real data belong in the cache, not in the re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,9 @@ def ablation(dataset, out: Path, *, seeds=(0,), preset="default", base: dict | N
              log: Callable[[str], None] = print) -> list[Path]:
     """Table + bar chart: full model vs no generated samples / no inter-class loss / no decoder."""
     base = dict(base or {})
-    rows = {name: _mean_over_seeds(dataset, {**base, **v}, seeds, preset, semantics, log) for name, v in VARIANTS.items()}
+    rows = {
+        name: _mean_over_seeds(dataset, {**base, **v}, seeds, preset, semantics, log) for name, v in VARIANTS.items()
+    }
     header = ["variant", "ZSL top-1", "GZSL U", "GZSL S", "GZSL H"]
     table = _md_table(header, [[n, r["acc"], r["U"], r["S"], r["H"]] for n, r in rows.items()])
     md = (f"# CPL ablation on {dataset.name}/{dataset.split} (mean of seeds {list(seeds)}; preset {preset}; "
@@ -149,10 +152,14 @@ def relation(dataset, out: Path, *, seeds=(0,), preset="default", base: dict | N
              log: Callable[[str], None] = print) -> list[Path]:
     """Table + bar chart: inter-class soft labels from least squares vs cosine similarity."""
     base = dict(base or {})
-    rows = {rel: _mean_over_seeds(dataset, {**base, "relation": rel}, seeds, preset, semantics, log) for rel in ("lstsq", "cosine")}
+    rows = {
+        rel: _mean_over_seeds(dataset, {**base, "relation": rel}, seeds, preset, semantics, log)
+        for rel in ("lstsq", "cosine")
+    }
     table = _md_table(["relation", "ZSL top-1", "GZSL U", "GZSL S", "GZSL H"],
                       [[n, r["acc"], r["U"], r["S"], r["H"]] for n, r in rows.items()])
-    md = f"# CPL inter-class relation: least squares vs cosine, {dataset.name}/{dataset.split} (seeds {list(seeds)})\n\n{table}"
+    md = (f"# CPL inter-class relation: least squares vs cosine, {dataset.name}/{dataset.split} "
+          f"(seeds {list(seeds)})\n\n{table}")
     return [_write_md(out / "relation.md", md),
             _bar_chart(rows, f"CPL soft labels, {dataset.name}/{dataset.split}", out / "relation.png")]
 
@@ -167,7 +174,9 @@ def sensitivity(dataset, out: Path, *, seeds=(0,), preset="default", base: dict 
     defaults = create_method(f"cpl.{preset}", **base).get_params()
     curves: dict[str, list[tuple[float, dict]]] = {}
     for p in params:
-        curves[p] = [(v, _mean_over_seeds(dataset, {**base, p: v}, seeds, preset, semantics, log)) for v in SENSITIVITY[p]]
+        curves[p] = [
+            (v, _mean_over_seeds(dataset, {**base, p: v}, seeds, preset, semantics, log)) for v in SENSITIVITY[p]
+        ]
     fig, axes = plt.subplots(1, len(params), figsize=(3.4 * len(params), 3.2), squeeze=False)
     for ax, p in zip(axes[0], params):
         xs = [v for v, _ in curves[p]]
@@ -295,6 +304,8 @@ def tsne(dataset, out: Path, *, seed=0, preset="default", base: dict | None = No
         ax.set_yticks([])
     axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=3)
     fig.suptitle(f"t-SNE of unseen test features in CPL's visual space, {dataset.name}/{dataset.split}")
-    md = (f"# t-SNE of unseen test features, {dataset.name}/{dataset.split} (seed {seed}, {max_per_class} per class)\n\n"
-          + _md_table(["model", "ZSL top-1 (on the plotted samples)", "prototype-to-own-class / to-all distance"], rows))
+    md = (
+        f"# t-SNE of unseen test features, {dataset.name}/{dataset.split} (seed {seed}, {max_per_class} per class)\n\n"
+        + _md_table(["model", "ZSL top-1 (on the plotted samples)", "prototype-to-own-class / to-all distance"], rows)
+    )
     return [_write_md(out / "tsne.md", md), _save_fig(fig, out / "tsne.png")]

@@ -22,10 +22,11 @@ import sys
 import time
 import tomllib
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ZSLError
 from ..io import config_hash
@@ -71,7 +72,9 @@ def load_grid(name_or_path: str | os.PathLike) -> dict[str, Any]:
     where = f"grid {grid['name']!r}"
     if grid["methods"] != "all" and (not isinstance(grid["methods"], list) or not grid["methods"]
                                      or not all(isinstance(m, str) for m in grid["methods"])):
-        raise ZSLError(f"{where}: 'methods' must be \"all\" or a non-empty list of method names, got {grid['methods']!r}")
+        raise ZSLError(
+            f"{where}: 'methods' must be \"all\" or a non-empty list of method names, got {grid['methods']!r}"
+        )
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in grid["seeds"]):
         raise ZSLError(f"{where}: 'seeds' must be integers in [0, {2**32 - 1}], got {grid['seeds']!r}")
     if not isinstance(grid["datasets"], dict) or not all(isinstance(v, dict) for v in grid["datasets"].values()):
@@ -147,8 +150,10 @@ def grid_datasets(grid: dict[str, Any], data_root=None) -> tuple[list[tuple[str,
         opts = declared.get(fb, {})
         for split in opts.get("splits") or list(dataset_splits(fb))[:1]:
             out.append((fb, split, dict(opts.get("load", {}))))
-        notes.append(f"no real dataset found: running on the built-in {fb!r} dataset. Point at real data with "
-                     "--data-root PATH or ZSL_DATA=PATH (a folder holding awa1-lampert/, cifar10-jpg.tar.gz or xlsa17 folders)")
+        notes.append(
+            f"no real dataset found: running on the built-in {fb!r} dataset. Point at real data with "
+            "--data-root PATH or ZSL_DATA=PATH (a folder holding awa1-lampert/, cifar10-jpg.tar.gz or xlsa17 folders)"
+        )
     return out, notes
 
 
@@ -197,8 +202,12 @@ def expand_grid(grid: dict[str, Any], datasets: list[tuple[str, str, dict]]) -> 
                 if setting == "gzsl" and not cls.tags.get("supports_gzsl", True):
                     continue
                 for seed in grid["seeds"]:
-                    cells.append(Cell(spec, dataset, split, setting, int(seed), opts.get("selection", grid["selection"]),
-                                      opts.get("semantics"), dict(opts.get("overrides", {})), dict(load)))
+                    cells.append(
+                        Cell(
+                            spec, dataset, split, setting, int(seed), opts.get("selection", grid["selection"]),
+                            opts.get("semantics"), dict(opts.get("overrides", {})), dict(load),
+                        )
+                    )
     return cells
 
 
@@ -307,7 +316,7 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
                 result = run_method(cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed,
                                     selection=cell.selection, overrides=overrides, fit_cache=fit_cache)
             error = None
-        except (Exception, CellTimeout) as exc:
+        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored, the grid goes on
             result = None
             error = f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=-3)
@@ -409,7 +418,11 @@ def run_benchmark(
                 log(f"[{i}/{n_total}]   ERROR after {row['wall_seconds']:.1f}s: {row['error']}")
             else:
                 m = row["metrics_json"]
-                score = f"top-1 {m['acc']:.4f}" if cell.setting == "zsl" else f"U {m['U']:.4f} S {m['S']:.4f} H {m['H']:.4f}"
+                score = (
+                    f"top-1 {m['acc']:.4f}"
+                    if cell.setting == "zsl"
+                    else f"U {m['U']:.4f} S {m['S']:.4f} H {m['H']:.4f}"
+                )
                 log(f"[{i}/{n_total}]   {score}  ({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} MiB)"
                     + ("" if stored else " [already stored by another worker]"))
         del ds

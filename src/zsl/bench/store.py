@@ -24,8 +24,9 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import ZSLError
 from ..io import cache_root
@@ -40,12 +41,14 @@ def normalise_url(url: str | None, cache_dir=None) -> str:
     if "://" not in url:  # a bare file path
         p = Path(url).expanduser()
         if p.is_dir():
-            raise ZSLError(f"--store {p}: is a folder; give a database file (e.g. {p / 'results.db'}) or a SQLAlchemy URL")
+            raise ZSLError(
+                f"--store {p}: is a folder; give a database file (e.g. {p / 'results.db'}) or a SQLAlchemy URL"
+            )
         _make_parent(p, url)
         return f"sqlite:///{p.resolve()}"
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            import psycopg2  # noqa: F401
+            import psycopg2  # noqa: F401 - only whether the driver is installed
         except ImportError:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
@@ -78,8 +81,10 @@ def make_engine(url: str):
         kwargs["pool_pre_ping"] = True
     try:
         return sa.create_engine(url, **kwargs)
-    except Exception as exc:  # bad URL or missing driver: one line naming the fix
-        raise ZSLError(f"cannot open results store {url!r}: {exc} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)") from None
+    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver: one line naming the fix
+        raise ZSLError(
+            f"cannot open results store {url!r}: {exc} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)"
+        ) from None
 
 
 class ResultsStore:
@@ -146,15 +151,19 @@ class ResultsStore:
             raise ZSLError(f"cannot open results store {self.url!r}: {first}") from None
         missing = [c.name for c in self.table.columns if c.name not in columns]
         if missing:
-            raise ZSLError(f"results store {self.url!r} has a table 'runs' that is not a zsl results table (missing columns: "
-                           f"{', '.join(missing[:6])}); use another --store")
+            raise ZSLError(
+                f"results store {self.url!r} has a table 'runs' that is not a zsl results table (missing columns: "
+                f"{', '.join(missing[:6])}); use another --store"
+            )
 
     def check_writable(self) -> None:
         """Raise a one-line error unless a row can be inserted (tried in a transaction that is rolled back)."""
         import sqlalchemy as sa
 
-        probe = {"cell_hash": f"probe-{uuid.uuid4().hex[:24]}", "method": "-", "spec": "-", "dataset": "-", "split": "-",
-                 "setting": "-", "seed": 0, "status": "probe", "config_json": "{}"}
+        probe = {
+            "cell_hash": f"probe-{uuid.uuid4().hex[:24]}", "method": "-", "spec": "-", "dataset": "-", "split": "-",
+            "setting": "-", "seed": 0, "status": "probe", "config_json": "{}",
+        }
         try:
             with self.engine.connect() as conn:
                 trans = conn.begin()
@@ -163,8 +172,11 @@ class ResultsStore:
                 finally:
                     trans.rollback()
         except sa.exc.SQLAlchemyError as exc:
-            raise ZSLError(f"results store {self.url!r} cannot be written ({str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}); "
-                           "check the file's permissions or pass --store with a writable place") from None
+            raise ZSLError(
+                f"results store {self.url!r} cannot be written "
+                f"({str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}); "
+                "check the file's permissions or pass --store with a writable place"
+            ) from None
 
     # ------------------------------------------------------------------------------------
     def done_hashes(self, *, include_errors: bool = True) -> set[str]:
@@ -183,7 +195,7 @@ class ResultsStore:
 
         row = dict(row)
         row.setdefault("host", socket.gethostname())
-        row.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        row.setdefault("created_at", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         for key in ("config_json", "metrics_json"):
             if key in row and not isinstance(row[key], str):
                 row[key] = json.dumps(row[key], sort_keys=True, default=str)
@@ -217,8 +229,10 @@ class ResultsStore:
                 r["metrics"] = json.loads(r["metrics_json"]) if r.get("metrics_json") else {}
                 r["config"] = json.loads(r["config_json"]) if r.get("config_json") else {}
             except (TypeError, ValueError) as exc:
-                raise ZSLError(f"results store {self.url!r}: row {r.get('id')} holds malformed JSON ({exc}); the store was "
-                               "edited or is damaged -- delete that row or use another --store") from None
+                raise ZSLError(
+                    f"results store {self.url!r}: row {r.get('id')} holds malformed JSON ({exc}); the store was "
+                    "edited or is damaged -- delete that row or use another --store"
+                ) from None
         return out
 
     def count(self) -> int:

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_const", const="quick", dest="grid",
                    help="the quick grid: every method, 1 seed, AwA1 standard+ps, a CIFAR-10 subset (default)")
-    g.add_argument("--full", action="store_const", const="full", dest="grid", help="the full grid: 3 seeds, every split")
+    g.add_argument(
+        "--full", action="store_const", const="full", dest="grid", help="the full grid: 3 seeds, every split"
+    )
     g.add_argument("--grid", dest="grid", metavar="TOML", help="a grid file (see src/zsl/bench/grids/quick.toml)")
     p.add_argument("--store", default=None, metavar="URL",
                    help="results store: SQLAlchemy URL or file path (default: sqlite:///<cache>/results.db)")
@@ -53,9 +55,12 @@ def check_filters(grid: dict, methods: list[str] | None, datasets: list[str] | N
         for name in datasets:
             if name not in available:
                 declared = sorted(k for k, v in grid["datasets"].items() if not v.get("only_as_fallback"))
-                raise ZSLError(f"--datasets {name}: grid {grid['name']!r} has no such dataset under the data root; "
-                               f"available: {', '.join(available) or 'none'} (the grid declares: {', '.join(declared) or 'none'}); "
-                               "point at the data with --data-root or ZSL_DATA")
+                raise ZSLError(
+                    f"--datasets {name}: grid {grid['name']!r} has no such dataset under the data root; "
+                    f"available: {', '.join(available) or 'none'} (the grid declares: "
+                    f"{', '.join(declared) or 'none'}); "
+                    "point at the data with --data-root or ZSL_DATA"
+                )
 
 
 def _handler(args) -> int:
