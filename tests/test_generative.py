@@ -226,6 +226,30 @@ def test_cli_ablation_and_fewshot_on_synthetic(capsys):
     assert main(["ablation", "--method", "eszsl", "--dataset", "synthetic"]) == 2
 
 
+def test_synthetic_alignment_finds_the_nearest_real_class_mean():
+    from zsl.analysis.generative import synthetic_alignment
+
+    real = np.array([[0.0, 0], [0, 0.2], [5, 5], [5, 5.2], [10, 0], [10, 0.2]])
+    y_real = np.array([0, 0, 1, 1, 2, 2])
+    # class 0 and 1 synthesised on target, class 2 synthesised on top of class 1
+    synth = np.array([[0.1, 0.1], [5, 5.1], [5.2, 5.0]])
+    out = synthetic_alignment(real, y_real, synth, np.array([0, 1, 2]), np.array([0, 1, 2]))
+    assert out["ranks"] == [0, 0, 1] and out["fraction_nearest_own"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("spec", ["cvae_clusterable.tiny", "fclswgan.tiny"])
+def test_cli_tsne_writes_the_figure_and_the_alignment(spec, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from zsl.cli import main
+
+    assert main(["tsne", "--method", spec, "--dataset", "synthetic", "--out", str(tmp_path)]) == 0
+    name = spec.split(".")[0]
+    assert (tmp_path / f"tsne-{name}.png").stat().st_size > 1000
+    md = (tmp_path / f"tsne-{name}.md").read_text()
+    assert "nearest its own real mean" in md and md.count("\n|") >= 1 + 5  # header + one row per unseen class
+    assert main(["tsne", "--method", "eszsl", "--dataset", "synthetic", "--out", str(tmp_path)]) == 2
+
+
 def test_feature_scales():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 20)) * np.geomspace(10, 0.1, 20)  # very unequal variances

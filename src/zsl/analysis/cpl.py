@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write, cache_root
+from ..io import cache_root
+from .figures import markdown_table as _md_table
+from .figures import pyplot as _plt
+from .figures import save_figure as _save_fig
+from .figures import write_markdown as _write_md
 
 VARIANTS = {
     "full": {},
@@ -36,45 +40,8 @@ SYMBOL = {"lambda_rec": "λ1 (reconstruction)", "lambda_cls": "λ2 (classificati
           "lambda_inter": "λ3 (inter-class)", "beta": "β (generated term)"}
 
 
-def _plt():
-    from ..errors import require_extra
-
-    require_extra("matplotlib", "plots")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def default_out(dataset, cache_dir: str | os.PathLike | None = None) -> Path:
     return cache_root(cache_dir) / "analyses" / "cpl" / f"{dataset.name}-{dataset.split}"
-
-
-def _save_fig(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
-def _write_md(path: Path, text: str) -> Path:
-    with atomic_write(path, "w") as fh:
-        fh.write(text)
-    return path
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 # -- evaluation ---------------------------------------------------------------------------------

@@ -51,6 +51,17 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_fewshot)
 
+    p = subparsers.add_parser(
+        "tsne", help="t-SNE of real vs synthesised unseen features of a generative method (CVAE paper Fig. 3)"
+    )
+    p.add_argument("--method", default="cvae_clusterable",
+                   help="cvae_clusterable or fclswgan (name or name.preset; the dataset preset by default)")
+    add_dataset_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
+    p.add_argument("--out", default=None, help="folder for tsne-<method>.png/.md (default: <cache>/analyses/...)")
+    p.set_defaults(func=_tsne)
+
 
 def _ablation(args) -> int:
     import numpy as np
@@ -64,7 +75,10 @@ def _ablation(args) -> int:
 
     ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
     S = ds.class_embeddings(args.semantics)
+    from ..eval.protocol import resolve_spec
+
     overrides = parse_overrides(args.set)
+    args.method = resolve_spec(args.method, ds.name)  # the dataset preset, as every protocol run
     method0 = create_method(args.method, **overrides)
     if not hasattr(method0, "transform") or "use_mapping" not in method0.get_params():
         raise ZSLError(
@@ -131,4 +145,29 @@ def _fewshot(args) -> int:
             f"{r['features']}: {100 * r['mean']:.1f} +- {100 * r['ci95']:.1f}" for r in rows if r["shots"] == k
         )
         print(f"  {k}-shot  {cells}")
+    return 0
+
+
+def _tsne(args) -> int:
+    from pathlib import Path
+
+    from ..analysis.generative import real_vs_synthetic_tsne
+    from ..cli import parse_overrides
+    from ..data import load_dataset
+    from ..errors import ZSLError
+    from ..eval.protocol import make_method, resolve_spec
+    from ..io import cache_root
+
+    ds = load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir)
+    spec = resolve_spec(args.method, ds.name)
+    method = make_method(spec, parse_overrides(args.set), args.seed)
+    if not (hasattr(method, "synthesize") and hasattr(method, "transform")):
+        raise ZSLError(f"--method {args.method!r} has no generator to sample; use cvae_clusterable or fclswgan")
+    default_out = cache_root(args.cache_dir) / "analyses" / "generative" / f"{ds.name}-{ds.split}"
+    out = Path(args.out) if args.out else default_out
+    print(f"fitting {spec} on {ds.name}/{ds.split} trainval (seed {args.seed}) ...", file=sys.stderr, flush=True)
+    method.fit(*ds.subset("trainval"), ds.class_embeddings(args.semantics), ds.seen_classes)
+    for path in real_vs_synthetic_tsne(method, ds, out, seed=args.seed,
+                                       log=lambda m: print(m, file=sys.stderr, flush=True)):
+        print(path)
     return 0

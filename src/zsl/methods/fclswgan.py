@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from .._registry import register_method
-from ..base import ZSLMethod
+from ..base import ZSLMethod, check_features
 from ..io import content_digest
 from ..nn import (
     Checkpointer,
@@ -332,6 +332,17 @@ class FCLSWGAN(ZSLMethod):
         )
         self.classifier_.fit(Z, y, Z_syn, y_syn, self.unseen_classes_, self.n_classes_)
         return self
+
+    def transform(self, X) -> np.ndarray:
+        """Features in the generator's space (n, d'): the space the final softmax classifies."""
+        self._check_is_fitted()
+        return self.preprocessor_.transform(check_features(X))
+
+    def synthesize(self, classes, n_per_class: int, *, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``n_per_class`` features per class id from G(a, z ~ N(0, I)) in the generator's space."""
+        self._check_is_fitted()
+        with torch_threads(self.n_threads):
+            return synthesize(self.generator_, self.conditions_, classes, n_per_class, random_state=random_state)
 
     def decision_function(self, X, candidates):
         X, candidates = self._validate_predict(X, candidates)
