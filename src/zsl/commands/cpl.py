@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--seeds", default="0", help="comma-separated seeds averaged by ablation/relation/sensitivity (default 0)"
     )
-    p.add_argument("--preset", default="default", help="CPL preset (default: default)")
+    p.add_argument("--preset", default=None,
+                   help="CPL preset (default: the dataset's preset when CPL declares one, e.g. flo; else default)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a CPL hyperparameter (repeatable)")
     p.add_argument(
         "--params-from-study", default=None, metavar="NAME",
@@ -49,7 +50,10 @@ def _cmd_cpl(args) -> int:
     from ..cli import parse_overrides
     from ..data import load_dataset, require_semantics
     from ..errors import ZSLError
+    from ..eval.protocol import resolve_spec
 
+    if args.preset is None:  # the dataset preset, as every protocol run uses it
+        args.preset = resolve_spec("cpl", args.dataset).partition(".")[2] or "default"
     create_method(f"cpl.{args.preset}", **parse_overrides(args.set))  # a bad --set or preset: one line, before any work
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     if args.analysis == "search":
