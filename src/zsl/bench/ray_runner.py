@@ -106,9 +106,7 @@ def run_benchmark_ray(
     from ..data import load_dataset, require_semantics
     from ..distributed import cluster_cpus, ray_cluster
 
-    todo_sets, notes = grid_datasets(grid, data_root)
-    if datasets:
-        todo_sets = [d for d in todo_sets if d[0] in datasets]
+    todo_sets, notes = grid_datasets(grid, data_root, datasets)
     for n in notes:
         log(f"zsl benchmark: {n}")
     cells = expand_grid(grid, todo_sets)
