@@ -16,9 +16,9 @@ A *cell* is one (method spec, dataset, split, setting, seed); its identity is th
 resolved config -- method spec and overrides, dataset, split, loader options, setting, seed,
 semantics, selection and the dataset fingerprint (so changed data is a new cell, never a stale
 hit); retrieval and labelling cells add their task and task parameters (code length, label space,
-protocol options) to it. Cells already in the store are skipped, so a benchmark killed at any point (even SIGKILL)
-completes on the next start with no duplicate and no partial row: a row is inserted in one
-transaction only after its cell has finished.
+protocol options) to it. Cells already in the store are skipped, so a benchmark killed at any
+point (even SIGKILL) completes on the next start with no duplicate and no partial row: a row is
+inserted in one transaction only after its cell has finished.
 
 A cell that raises (or passes the grid's ``cell_timeout_seconds``) is stored with status
 ``error`` and its message; the benchmark carries on. ``--retry-errors`` reruns those cells.
@@ -134,9 +134,9 @@ def _check_retrieval_grid(grid: dict[str, Any], where: str) -> None:
     _positive_ints(grid, "bits", where)
     if any(b % 8 for b in grid["bits"]):
         raise ZSLError(f"{where}: 'bits' must be positive multiples of 8, got {grid['bits']!r}")
-    for key in ("top_k", "queries"):
-        if not isinstance(grid[key], int) or isinstance(grid[key], bool) or grid[key] < 1:
-            raise ZSLError(f"{where}: {key!r} must be a positive integer, got {grid[key]!r}")
+    for key, least in (("top_k", 1), ("queries", 1), ("query_seed", 0)):
+        if not isinstance(grid[key], int) or isinstance(grid[key], bool) or grid[key] < least:
+            raise ZSLError(f"{where}: {key!r} must be an integer >= {least}, got {grid[key]!r}")
     if grid["selection"] not in ("val", "none"):
         raise ZSLError(f"{where}: retrieval 'selection' must be \"val\" (validation classes) or \"none\" (presets as "
                        f"they are), got {grid['selection']!r}")
