@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from zsl.bench.report import labelling_markdown, retrieval_markdown
-from zsl.bench.runner import expand_grid, grid_datasets, load_grid, run_benchmark
+from zsl.bench.runner import expand_grid, grid_datasets, load_grid, run_benchmark, stored_dataset_name
 from zsl.bench.store import ResultsStore
 from zsl.cli import main
 
@@ -160,7 +160,8 @@ def test_labelling_cells_rank_test_images_against_class_names(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = ResultsStore(str(store_path)).rows(task="labelling")
     assert {r["setting"] for r in rows} == {"T10", "Tall"} and {r["status"] for r in rows} == {"ok"}
-    assert rows[0]["dataset"] == f"image-folder:{folder.resolve()}"
+    name = f"image-folder:{folder.resolve()}"
+    assert rows[0]["dataset"] == stored_dataset_name(name) and rows[0]["config"]["cell"]["dataset"] == name
     ds = zsl.load_dataset(f"image-folder:{folder}", cache_dir=tmp_path / "cache")
     test_rows = np.sort(np.concatenate([ds.splits["test_seen"], ds.splits["test_unseen"]]))
     row = next(r for r in rows if r["setting"] == "T10")
@@ -212,10 +213,11 @@ def test_benchmark_runs_on_an_image_folder(tmp_path):
                 tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = ResultsStore(str(store_path)).rows(task="classification")
-    assert {(r["dataset"], r["setting"], r["status"]) for r in rows} == {
-        (f"image-folder:{folder.resolve()}", s, "ok") for s in ("zsl", "gzsl")}
+    name = f"image-folder:{folder.resolve()}"
+    assert {(r["dataset"], r["config"]["cell"]["dataset"], r["setting"], r["status"]) for r in rows} == {
+        (stored_dataset_name(name), name, s, "ok") for s in ("zsl", "gzsl")}
     assert 0.0 <= rows[0]["metrics"]["acc"] <= 1.0
-    assert f"image-folder:{folder.resolve()}/default" in proc.stdout  # the table's column
+    assert f"{stored_dataset_name(name)}/default" in proc.stdout  # the table's column
 
 
 def test_unknown_dataset_names_the_valid_ones(tmp_path, capsys):
@@ -227,6 +229,15 @@ def test_unknown_dataset_names_the_valid_ones(tmp_path, capsys):
     absent = f"image-folder:{tmp_path / 'absent'}"
     assert main(["benchmark", "--datasets", absent, "--store", str(tmp_path / "r.db")]) == 2
     assert "no such folder" in _err(capsys)
+
+
+def test_long_image_folder_names_fit_the_dataset_column():
+    from zsl.bench.runner import stored_dataset_name
+
+    name = "image-folder:/" + "x" * 100 + "/photos"
+    short = stored_dataset_name(name)
+    assert len(short) == 64 and short.startswith("image-folder:...") and short.endswith("/photos")
+    assert stored_dataset_name("image-folder:/data/pets") == "image-folder:/data/pets"
 
 
 def test_requested_datasets_are_exactly_the_ones_run(tmp_path):

@@ -446,10 +446,18 @@ def time_limit(seconds: float):
 
 
 # ---------------------------------------------------------------------------------------- running
+def stored_dataset_name(name: str, width: int = 64) -> str:
+    """The store's ``dataset`` column holds 64 characters (PostgreSQL enforces it): a longer
+    ``image-folder:PATH`` keeps the end of its path there; the whole name is in the row's config."""
+    if len(name) <= width:
+        return name
+    return IMAGE_FOLDER + "..." + name[-(width - len(IMAGE_FOLDER) - 3):]
+
+
 def _base_row(cell: Cell, dataset, code: str, grid_name: str) -> dict[str, Any]:
     return {
         "cell_hash": cell.cell_hash, "grid": grid_name, "task": cell.task, "method": cell.method, "spec": cell.spec,
-        "dataset": cell.dataset, "split": cell.split, "setting": cell.setting, "seed": cell.seed,
+        "dataset": stored_dataset_name(cell.dataset), "split": cell.split, "setting": cell.setting, "seed": cell.seed,
         "semantics": cell.semantics or dataset.default_semantics, "selection": cell.selection,
         "code_version": code, "dataset_fingerprint": cell.fingerprint,
     }

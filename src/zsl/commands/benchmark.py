@@ -16,7 +16,8 @@ tasks (one runner, one results store, one report; a cell is stored once under th
                   metrics mAP (tie-exact), mAP_authors (the ZSH authors' cat_apcal), mAP@1000, P@r2
   labelling       label space x T x dataset x split: the `zsl label` labeller (ConSE over the ImageNet-1k
                   EfficientNet-Lite0 classifier, logits from the dataset's Lite0 features) ranks the
-                  split's test images against the dataset's class names; metrics hit@1, hit@2, hit@5 and
+                  split's test images (or its unseen-class ones: the grid's `images`) against the
+                  dataset's class names; metrics hit@1, hit@2, hit@5 and
                   the share flagged far from what the classifier knows. Datasets with Lite0 features only
                   (image folders, cifar10, flo); deterministic, so one cell per space and T
 examples:
