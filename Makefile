@@ -1,5 +1,6 @@
 # make run   : create .venv, install, run the main job (zsl benchmark --quick)
 # make test  : create .venv if needed, run the test suite (slow tests excluded)
+# make lint  : ruff check (rules in pyproject.toml)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export ZSL_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: run test test-slow bench install system-deps clean
+.PHONY: run test test-slow lint bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,9 @@ test: $(STAMP) system-deps
 
 test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import zsl  # noqa: E402
-from zsl.eval.protocol import peak_rss_mb, run_method  # noqa: E402
+import zsl
+from zsl.eval.protocol import peak_rss_mb, run_method
 
 
 def timed(fn):

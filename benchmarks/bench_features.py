@@ -31,7 +31,7 @@ import numpy as np
 
 def _loadavg() -> str:
     try:
-        return "%.1f %.1f %.1f" % os.getloadavg()
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
 
@@ -68,7 +68,9 @@ def throughput(paths: list[str], resolution: int, batch_size: int, num_workers: 
     batches = [paths[s:s + batch_size] for s in range(0, n, batch_size)]
     # warm-up (one batch) so lazy initialisation is not timed
     with torch.inference_mode():
-        penultimate(model, normalise_batch(torch.from_numpy(np.stack([decode_file(p, resolution) for p in batches[0]]))))
+        penultimate(
+            model, normalise_batch(torch.from_numpy(np.stack([decode_file(p, resolution) for p in batches[0]])))
+        )
 
     decoded = [torch.from_numpy(np.stack([decode_file(p, resolution) for p in b])) for b in batches]
     t, c = time.perf_counter(), _cpu_seconds()
@@ -157,22 +159,30 @@ def main() -> int:
         "CPU ms/img counts every process's CPU time (the decoding workers too): on a shared machine it is",
         "the steadier measure of cost; wall-clock img/s depends on how many other jobs run.",
         "",
-        "| resolution | model-only img/s | naive decode+model img/s | extract_features img/s | zsl / naive | zsl / model-only "
-        "| model-only CPU ms/img | extract_features CPU ms/img | load avg | max abs diff |",
+        "| resolution | model-only img/s | naive decode+model img/s | extract_features img/s | zsl / naive | zsl / "
+        "model-only | model-only CPU ms/img | extract_features CPU ms/img | load avg | max abs diff |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines[6:]), flush=True)
     for r in [] if args.skip_throughput else args.resolutions:
         t = throughput(paths, r, args.batch_size, args.num_workers)
-        row = (f"| {r} | {t['model_only']:.1f} | {t['naive']:.1f} | {t['zsl']:.1f} | {t['zsl'] / t['naive']:.2f} | "
-               f"{t['zsl'] / t['model_only']:.2f} | {t['model_cpu_ms']:.0f} | {t['zsl_cpu_ms']:.0f} | {t['load']} | {t['max_abs_diff']:.1e} |")
+        row = (
+            f"| {r} | {t['model_only']:.1f} | {t['naive']:.1f} | {t['zsl']:.1f} | {t['zsl'] / t['naive']:.2f} | "
+            f"{t['zsl'] / t['model_only']:.2f} | {t['model_cpu_ms']:.0f} | {t['zsl_cpu_ms']:.0f} | {t['load']} | "
+            f"{t['max_abs_diff']:.1e} |"
+        )
         lines.append(row)
         print(row, flush=True)
     if args.accuracy:
-        head = ["", f"Accuracy on CIFAR-10 (max_per_class={args.max_per_class} images per class and folder), mean over "
-                "rot0..rot4; ESZSL (validation-selected, GloVe class names), 2 unseen classes per split:", "",
-                "| resolution | ESZSL ZSL top-1 (mean of 5 splits) | per split | linear probe top-1 (8 seen) | train / test_seen / test_unseen per split |",
-                "|---|---|---|---|---|"]
+        head = [
+            "",
+            f"Accuracy on CIFAR-10 (max_per_class={args.max_per_class} images per class and folder), mean over "
+            "rot0..rot4; ESZSL (validation-selected, GloVe class names), 2 unseen classes per split:",
+            "",
+            "| resolution | ESZSL ZSL top-1 (mean of 5 splits) | per split | linear probe top-1 (8 seen) | train / "
+            "test_seen / test_unseen per split |",
+            "|---|---|---|---|---|",
+        ]
         lines += head
         print("\n".join(head), flush=True)
         for r in args.resolutions:

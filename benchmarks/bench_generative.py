@@ -13,7 +13,8 @@ process and on the same preprocessed training data:
                else (no private RNG plumbing, no progress bar, no checkpoint hooks).
 Reported: the ratio step/plain (the library's overhead per generator step).
 
-    .venv/bin/python benchmarks/bench_generative.py --dataset flo [--methods fclswgan cvae_clusterable cpl] [--threads 2]
+    .venv/bin/python benchmarks/bench_generative.py --dataset flo \
+        [--methods fclswgan cvae_clusterable cpl] [--threads 2]
 """
 from __future__ import annotations
 
@@ -45,11 +46,16 @@ def plain_wgan_steps(m, Z, y, A, seen, steps):
     import torch
     from torch import nn
 
-    G = nn.Sequential(nn.Linear(2 * A.shape[1], m.hidden), nn.LeakyReLU(0.2), nn.Linear(m.hidden, Z.shape[1]), nn.ReLU())
+    G = nn.Sequential(
+        nn.Linear(2 * A.shape[1], m.hidden), nn.LeakyReLU(0.2), nn.Linear(m.hidden, Z.shape[1]), nn.ReLU()
+    )
     D = nn.Sequential(nn.Linear(Z.shape[1] + A.shape[1], m.critic_hidden or m.hidden), nn.LeakyReLU(0.2),
                       nn.Linear(m.critic_hidden or m.hidden, 1))
     C = nn.Linear(Z.shape[1], len(seen))
-    og, od = torch.optim.Adam(G.parameters(), m.lr, betas=(0.5, 0.999)), torch.optim.Adam(D.parameters(), m.lr, betas=(0.5, 0.999))
+    og, od = (
+        torch.optim.Adam(G.parameters(), m.lr, betas=(0.5, 0.999)),
+        torch.optim.Adam(D.parameters(), m.lr, betas=(0.5, 0.999)),
+    )
     Zt, At, yt = torch.as_tensor(Z), torch.as_tensor(A), torch.as_tensor(y)
     yl = torch.as_tensor(np.searchsorted(seen, y))
     bs, k = m.batch_size, A.shape[1]

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import zsl  # noqa: E402
-from zsl.eval.retrieval import retrieval_data  # noqa: E402
+import zsl
+from zsl.eval.retrieval import retrieval_data
 
 
 def main(argv=None) -> int:

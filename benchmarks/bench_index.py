@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from zsl.index import make_binary_index  # noqa: E402
-from zsl.codes import as_words  # noqa: E402
+from zsl.codes import as_words
+from zsl.index import make_binary_index
 
 
 def peak_rss_mb() -> float:
@@ -80,8 +80,6 @@ def id_recall(I_approx, I_exact) -> float:
 
 
 def bench_size(n: int, args, rng) -> dict:
-    import faiss
-
     n_bytes = args.bits // 8
     db = rng.integers(0, 256, (n, n_bytes), dtype=np.uint8)
     q = rng.integers(0, 256, (args.queries, n_bytes), dtype=np.uint8)
@@ -108,14 +106,20 @@ def bench_size(n: int, args, rng) -> dict:
     rec["numpy_matches_faiss"] = bool(np.array_equal(D_np, D_exact[:nq_np]))
     rec["faiss_over_numpy"] = rec["flat_qps"] / rec["numpy_qps"]
     rec["peak_rss_mb_after_numpy"] = peak_rss_mb()
-    print(f"[{n:,}] numpy: {rec['numpy_qps']:.2f} q/s (faiss x{rec['faiss_over_numpy']:.0f})", file=sys.stderr, flush=True)
+    print(
+        f"[{n:,}] numpy: {rec['numpy_qps']:.2f} q/s (faiss x{rec['faiss_over_numpy']:.0f})", file=sys.stderr, flush=True
+    )
     del flat
 
     for kind in args.approx:
         if kind == "hnsw" and n > args.hnsw_max:
             rec["hnsw_skipped"] = f"build of {n:,} codes exceeds --hnsw-max {args.hnsw_max:,} (time budget)"
             continue
-        params = {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search} if kind == "hnsw" else {"nprobe": args.nprobe, "nlist": args.nlist}
+        params = (
+            {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search}
+            if kind == "hnsw"
+            else {"nprobe": args.nprobe, "nlist": args.nlist}
+        )
         t = time.perf_counter()
         index = make_binary_index(db, args.bits, kind, **params)
         rec[f"{kind}_build_s"] = time.perf_counter() - t
@@ -167,7 +171,10 @@ def main(argv=None) -> int:
 
     print(f"machine read bound (NumPy sum, 1 thread): {bound / 1e9:.2f} GB/s; faiss threads {args.threads}; "
           f"load average at start {env['loadavg_at_start'][0]:.1f}")
-    print("| N | faiss flat q/s | NumPy q/s | ratio | flat scan GB/s | approx | approx q/s | x flat | recall@10 (ties / ids) | build s | peak RSS MB |")
+    print(
+        "| N | faiss flat q/s | NumPy q/s | ratio | flat scan GB/s | approx | approx q/s | x flat | recall@10 (ties / "
+        "ids) | build s | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         base = (f"| {r['n_database']:,} | {r['flat_qps']:.0f} | {r['numpy_qps']:.2f} | {r['faiss_over_numpy']:.0f}x | "

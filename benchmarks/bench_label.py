@@ -62,7 +62,9 @@ def main(argv=None):
             t0 = time.perf_counter()
             ZeroShotLabeller(args.vocabulary, space=spaces[0], resolution=args.resolution, cache_dir=Path(tmp) / "cold")
             vocab_cold = time.perf_counter() - t0
-        ZeroShotLabeller(args.vocabulary, space=spaces[0], resolution=args.resolution)  # fill the shared cache if needed
+        ZeroShotLabeller(
+            args.vocabulary, space=spaces[0], resolution=args.resolution
+        )  # fill the shared cache if needed
         t0 = time.perf_counter()
         labeller = ZeroShotLabeller(args.vocabulary, space=spaces[0], resolution=args.resolution)
         vocab_warm = time.perf_counter() - t0
@@ -78,7 +80,11 @@ def main(argv=None):
         assert len(results) == len(paths) and not skipped
         t_rank = {}
         for space in spaces:
-            lab = labeller if space == spaces[0] else ZeroShotLabeller(args.vocabulary, space=space, resolution=args.resolution)
+            lab = (
+                labeller
+                if space == spaces[0]
+                else ZeroShotLabeller(args.vocabulary, space=space, resolution=args.resolution)
+            )
             lab.rank(ex.logits, top_k=5)
             t0 = time.perf_counter()
             for _ in range(5):
@@ -88,9 +94,15 @@ def main(argv=None):
     te, tl = min(t_extract), min(t_label)
     print(f"images: {n} at {args.resolution}px; vocabulary {args.vocabulary}: {len(labeller.vocabulary)} labels ranked")
     print(f"feature extraction alone : {n / te:7.2f} images/s  ({te:.2f} s)")
-    print(f"zsl label (extract+ConSE): {n / tl:7.2f} images/s  ({tl:.2f} s)   ratio label/extract = {tl / te:.3f}   [space {spaces[0]}]")
+    print(
+        f"zsl label (extract+ConSE): {n / tl:7.2f} images/s  ({tl:.2f} "
+        f"s)   ratio label/extract = {tl / te:.3f}   [space {spaces[0]}]"
+    )
     for space, (t, m) in t_rank.items():
-        print(f"ConSE step, {space:22s}: {n / t:7.0f} images/s  ({t * 1000:6.1f} ms, {m} synonym vectors) = {100 * t / te:.2f}% of extraction")
+        print(
+            f"ConSE step, {space:22s}: {n / t:7.0f} images/s  ({t * 1000:6.1f} ms, {m} synonym vectors) = "
+            f"{100 * t / te:.2f}% of extraction"
+        )
     cold = f"cold {vocab_cold:.1f} s, " if vocab_cold is not None else ""
     print(f"labeller construction ({spaces[0]}): {cold}cached {vocab_warm:.2f} s")
     return 0

@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import zsl  # noqa: E402
-from zsl._registry import get_method_class  # noqa: E402
-from zsl.bench.runner import PeakMemory  # noqa: E402
+import zsl
+from zsl import get_method_class
+from zsl.bench.runner import PeakMemory
 
 
 def log(msg: str) -> None:
@@ -108,13 +108,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     methods = args.methods or zsl.list_methods()
     available = zsl.list_datasets()
-    lines = ["## Methods: fit / predict time and peak memory (bench_methods.py)", "",
-             f"Command: `{'ZSL_BENCH_QUICK=1 ' if quick else ''}"
-             f"{'ZSL_BENCH_METHODS=' + repr(os.environ['ZSL_BENCH_METHODS']) + ' ' if os.environ.get('ZSL_BENCH_METHODS') else ''}"
-             f"{'ZSL_BENCH_DATASETS=' + repr(os.environ['ZSL_BENCH_DATASETS']) + ' ' if os.environ.get('ZSL_BENCH_DATASETS') else ''}"
-             f"python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
-             "Baseline = closed-form ridge regression to one-hot seen-class targets on the same data, measured in "
-             "the same run. Ratios are method / baseline; seconds and MiB in parentheses for scale.", ""]
+    env_names = ("ZSL_BENCH_METHODS", "ZSL_BENCH_DATASETS")
+    env_vars = "".join(f"{k}={os.environ[k]!r} " for k in env_names if os.environ.get(k))
+    lines = [
+        "## Methods: fit / predict time and peak memory (bench_methods.py)",
+        "",
+        f"Command: `{'ZSL_BENCH_QUICK=1 ' if quick else ''}"
+        f"{env_vars}python benchmarks/bench_methods.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
+        "Baseline = closed-form ridge regression to one-hot seen-class targets on the same data, measured in "
+        "the same run. Ratios are method / baseline; seconds and MiB in parentheses for scale.",
+        "",
+    ]
     first = None
     for dname in args.datasets:
         if dname not in available:
@@ -139,8 +143,10 @@ def main(argv=None) -> int:
             try:
                 model, f_s, f_mem = measure(lambda: fit_method(spec, X, y, S, ds.seen_classes))
                 _, p_s, _ = measure(lambda: model.predict(Xt, ds.unseen_classes))
-                lines.append(f"| {spec} | {ratio(f_s, b_fit)} ({f_s:.1f} s) | {ratio(p_s, b_pred)} ({p_s * 1000:.0f} ms) | "
-                             f"{ratio(f_mem, b_mem)} (+{f_mem:.0f} MiB) |")
+                lines.append(
+                    f"| {spec} | {ratio(f_s, b_fit)} ({f_s:.1f} s) | {ratio(p_s, b_pred)} ({p_s * 1000:.0f} ms) | "
+                    f"{ratio(f_mem, b_mem)} (+{f_mem:.0f} MiB) |"
+                )
             except Exception as exc:  # noqa: BLE001 - one broken method is reported, the rest still run
                 lines.append(f"| {spec} | error: {type(exc).__name__}: {str(exc)[:100]} | | |")
             model = None
@@ -183,7 +189,7 @@ def main(argv=None) -> int:
                     _, s, _ = measure(lambda: fit_method(spec, X[idx], y[idx], S, np.unique(y[idx])))
                     cells.append(f"{ratio(s, base_secs[k])} ({s:.1f} s)")
                     over = s > args.max_fit_seconds
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a subset that fails is a table cell, the scaling run goes on
                     cells.append(f"error: {type(exc).__name__}")
                 gc.collect()
             lines.append(f"| {spec} | " + " | ".join(cells) + " |")

@@ -47,7 +47,7 @@ def log(msg: str) -> None:
 
 
 def loadavg() -> str:
-    return "%.1f %.1f %.1f" % os.getloadavg()
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def unpack_flo(n: int, dest: Path) -> Path:
@@ -59,7 +59,9 @@ def unpack_flo(n: int, dest: Path) -> Path:
     folder = dest / f"flo{n}"
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tar) as tf:
-        members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.endswith(".jpg")), key=lambda m: m.name)[:n]
+        members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.endswith(".jpg")), key=lambda m: m.name)[
+            :n
+        ]
         for m in members:
             with tf.extractfile(m) as src:
                 (folder / Path(m.name).name).write_bytes(src.read())
@@ -96,7 +98,7 @@ def bench_extract(args, cluster, work: Path) -> str:
         note = ""
         m = re.search(r"(\d+) images computed on the Ray cluster in ([\d.]+) s \(([\d.]+) s until the first", err)
         if m:
-            done, total, first = int(m.group(1)), float(m.group(2)), float(m.group(3))
+            total, first = float(m.group(2)), float(m.group(3))
             ray_split.append((total, first))
             note = f"cluster part {total:.1f} s, of which {first:.1f} s before the first results"
         rows.append(f"| {i + 1} | {kind} | {wall:.1f} | {n / wall:.1f} | {load} | {note} |")
@@ -133,11 +135,12 @@ def bench_extract(args, cluster, work: Path) -> str:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"**Ray / local throughput: {ray_rate / local_rate:.2f}** (means of the runs above: local {local_rate:.1f} img/s, "
-        f"Ray {ray_rate:.1f} img/s). Ray's steady state after its start-up: {', '.join(steady) or 'n/a'} img/s "
+        f"**Ray / local throughput: {ray_rate / local_rate:.2f}** (means of the runs above: local {local_rate:.1f} "
+        f"img/s, Ray {ray_rate:.1f} img/s). Ray's steady state after its start-up: {', '.join(steady) or 'n/a'} img/s "
         "(images / time after the first results came back).",
         f"Features: same rows in both files: {same_rows}; max |local - Ray| = {diff:.2e} "
-        f"(largest feature {scale:.2f}; the two paths use different torch thread counts, so they agree to float32 rounding).",
+        f"(largest feature {scale:.2f}; the two paths use different "
+        "torch thread counts, so they agree to float32 rounding).",
         "",
     ]
     return "\n".join(lines)
@@ -165,15 +168,19 @@ def bench_cells(args, cluster, work: Path) -> str:
         times[kind].append(wall)
         stores.setdefault(kind, url)
         m = re.search(r"(\d+) cells run \((\d+) errors\)", out)
-        rows.append(f"| {i + 1} | {kind} | {wall:.1f} | {m.group(1) if m else '?'} | {m.group(2) if m else '?'} | {load} |")
+        rows.append(
+            f"| {i + 1} | {kind} | {wall:.1f} | {m.group(1) if m else '?'} | {m.group(2) if m else '?'} | {load} |"
+        )
         log(f"    {wall:.1f} s")
     # one Ray run with a task per cell: the cost of not sharing fits between a method's ZSL and GZSL cells
     url = f"sqlite:///{work / 'bench-ray-per-cell.db'}"
-    code = ("import sys; from zsl.bench.runner import load_grid; from zsl.bench.store import ResultsStore; "
-            "from zsl.bench.ray_runner import run_benchmark_ray; "
-            f"s = run_benchmark_ray(load_grid({args.grid!r}), ResultsStore({url!r}), address={cluster.address!r}, "
-            f"data_root={args.bench_data_root!r}, datasets={args.datasets or None!r}, methods={args.methods or None!r}, "
-            "group_fits=False); print(s['ran'], s['errors'])")
+    code = (
+        "import sys; from zsl.bench.runner import load_grid; from zsl.bench.store import ResultsStore; "
+        "from zsl.bench.ray_runner import run_benchmark_ray; "
+        f"s = run_benchmark_ray(load_grid({args.grid!r}), ResultsStore({url!r}), address={cluster.address!r}, "
+        f"data_root={args.bench_data_root!r}, datasets={args.datasets or None!r}, methods={args.methods or None!r}, "
+        "group_fits=False); print(s['ran'], s['errors'])"
+    )
     load = loadavg()
     log(f"[bench] ray, a task per cell (load {load}) ...")
     per_cell, out, _ = timed([sys.executable, "-c", code], {**os.environ, "ZSL_CACHE": str(work / "cache-bench-pc")})
@@ -187,10 +194,15 @@ def bench_cells(args, cluster, work: Path) -> str:
     max_diff = max((abs(a[h][k] - b[h][k]) for h in a if h in b for k in a[h]
                     if isinstance(a[h][k], (int, float)) and isinstance(b[h].get(k), (int, float))), default=0.0)
     same_report = markdown(local_rows) == markdown(ray_rows)
-    statuses = json.dumps({k: sum(r["status"] == "ok" for r in v) for k, v in (("local", local_rows), ("ray", ray_rows))})
+    statuses = json.dumps(
+        {k: sum(r["status"] == "ok" for r in v) for k, v in (("local", local_rows), ("ray", ray_rows))}
+    )
     local_t, ray_t = np.mean(times["local"]), np.mean(times["ray"])
-    where = (f"`--data-root {args.bench_data_root}`" + (f" `--datasets {' '.join(args.datasets)}`" if args.datasets else "")
-             + (f" `--methods {' '.join(args.methods)}`" if args.methods else ""))
+    where = (
+        f"`--data-root {args.bench_data_root}`"
+        + (f" `--datasets {' '.join(args.datasets)}`" if args.datasets else "")
+        + (f" `--methods {' '.join(args.methods)}`" if args.methods else "")
+    )
     lines = [
         "## Ray: benchmark cells, one-node cluster vs local",
         "",
@@ -201,8 +213,8 @@ def bench_cells(args, cluster, work: Path) -> str:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"**Ray / local speed (local time / Ray time): {local_t / ray_t:.2f}** (means: local {local_t:.1f} s, Ray {ray_t:.1f} s); "
-        f"a task per cell: {local_t / per_cell:.2f}.",
+        f"**Ray / local speed (local time / Ray time): {local_t / ray_t:.2f}** (means: local {local_t:.1f} s, Ray "
+        f"{ray_t:.1f} s); a task per cell: {local_t / per_cell:.2f}.",
         f"Same cells in both stores: {same_cells}; ok rows {statuses}; max |metric difference| {max_diff:.2e}; "
         f"identical report tables: {same_report}.",
         "",

@@ -43,7 +43,7 @@ ABLATIONS = {  # name -> VGSEConfig field
 
 def _loadavg() -> str:
     try:
-        return "%.1f %.1f %.1f" % os.getloadavg()
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
 
@@ -92,7 +92,9 @@ def ablate(args) -> int:
             for rel in RELATIONS:
                 alphas = cfg.alphas if rel == "qp" else (None,)
                 for a in alphas:
-                    S_val, _ = embedding_matrix(ds.n_classes, ds.train_classes, model.class_embeddings_, W, rel, a or 0.0)
+                    S_val, _ = embedding_matrix(
+                        ds.n_classes, ds.train_classes, model.class_embeddings_, W, rel, a or 0.0
+                    )
                     name = f"qp{a:g}" if rel == "qp" else rel
                     scores[name] = {spec: validation_scores(ds, S_val, spec) for spec in args.scorers}
             row = {"ablation": args.grid_name, "value": value, "seed": seed, "config": cfg.__dict__,
@@ -102,8 +104,12 @@ def ablate(args) -> int:
                 fh.write(json.dumps(row, default=str) + "\n")
             main_scorer = args.scorers[0]
             best = max(scores.items(), key=lambda kv: kv[1][main_scorer]["zsl"])
-            print(f"{args.grid_name}={value} seed={seed}: best {best[0]} {main_scorer} ZSL {best[1][main_scorer]['zsl']:.3f} "
-                  f"H {best[1][main_scorer]['H']:.3f}; all {json.dumps(scores)}; fit {fit_cpu:.0f} CPU s", flush=True)
+            print(
+                f"{args.grid_name}={value} seed={seed}: best {best[0]} {main_scorer} ZSL "
+                f"{best[1][main_scorer]['zsl']:.3f} "
+                f"H {best[1][main_scorer]['H']:.3f}; all {json.dumps(scores)}; fit {fit_cpu:.0f} CPU s",
+                flush=True,
+            )
     print(ablation_table(jsonl))
     return 0
 
@@ -122,9 +128,13 @@ def ablation_table(jsonl: Path) -> str:
     rels = list(rows[0]["scores"])
     scorers = list(rows[0]["scores"][rels[0]])
     head = "| ablation | value | D_v | seeds | " + " | ".join(f"{sc} ZSL {rel}" for sc in scorers for rel in rels)
-    head += " | chosen alpha | " + " | ".join(f"{sc} ZSL / H at it" for sc in scorers) + " | **selection score** | clusters used | fit CPU s |"
+    head += (
+        " | chosen alpha | "
+        + " | ".join(f"{sc} ZSL / H at it" for sc in scorers)
+        + " | **selection score** | clusters used | fit CPU s |"
+    )
     lines = [head, "|" + "---|" * (4 + len(scorers) * (len(rels) + 1) + 4)]
-    mean = lambda v: f"{np.mean(v):.1f}" + (f" ± {np.std(v):.1f}" if len(v) > 1 else "")  # noqa: E731
+    mean = lambda v: f"{np.mean(v):.1f}" + (f" ± {np.std(v):.1f}" if len(v) > 1 else "")
     for (abl, val), rs in groups.items():
         cells = [mean([100 * r["scores"][rel][sc]["zsl"] for r in rs]) for sc in scorers for rel in rels]
         qp = [rel for rel in rels if rel.startswith("qp")]
@@ -134,8 +144,13 @@ def ablation_table(jsonl: Path) -> str:
             cells.append(mean([100 * r["scores"][chosen][sc]["zsl"] for r in rs]) + " / "
                          + mean([100 * r["scores"][chosen][sc]["H"] for r in rs]))
         sel = np.mean([selection_score(r["scores"][chosen][sc]) for r in rs for sc in scorers])
-        lines.append(f"| {abl} | {json.loads(val)} | {rs[0]['config']['n_clusters']} | {len(rs)} | " + " | ".join(cells) + f" | **{100 * sel:.1f}**"
-                     + f" | {np.mean([r['clusters_used'] for r in rs]):.0f} | {np.mean([r['fit_cpu_seconds'] for r in rs]):.0f} |")
+        lines.append(
+            f"| {abl} | {json.loads(val)} | {rs[0]['config']['n_clusters']} | {len(rs)} | "
+            + " | ".join(cells)
+            + f" | **{100 * sel:.1f}**"
+            + f" | {np.mean([r['clusters_used'] for r in rs]):.0f} | {np.mean([r['fit_cpu_seconds'] for r in rs]):.0f} "
+            + "|"
+        )
     return "\n".join(lines)
 
 
@@ -175,7 +190,9 @@ def compare(args) -> int:
         vg = {}
         if any(s.startswith("vgse") for _, s, _ in todo):
             t0 = time.perf_counter()
-            summary = fit_vgse(ds, replace(base, seed=seed), scorer=validation_scorer(ds), progress=not args.quiet, store=False)
+            summary = fit_vgse(
+                ds, replace(base, seed=seed), scorer=validation_scorer(ds), progress=not args.quiet, store=False
+            )
             for src in summary["test_matrices"]:
                 ds.embeddings[src] = summary["test_matrices"][src]
                 ds.validation_embeddings[src] = summary["val_matrices"][src]
@@ -197,8 +214,15 @@ def compare(args) -> int:
                            "load": _loadavg(), **(vg if sem.startswith("vgse") else {})}
                     with open(jsonl, "a") as fh:
                         fh.write(json.dumps(row, default=str) + "\n")
-                    print(json.dumps({k: row[k] for k in ("method", "seed", "semantics", "setting", "acc", "H", "H_uncalibrated")}),
-                          flush=True)
+                    print(
+                        json.dumps(
+                            {
+                                k: row[k]
+                                for k in ("method", "seed", "semantics", "setting", "acc", "H", "H_uncalibrated")
+                            }
+                        ),
+                        flush=True,
+                    )
     print(compare_table(jsonl))
     return 0
 
@@ -214,7 +238,10 @@ def compare_table(jsonl: Path, sources=SOURCES) -> str:
             vals[(r["method"], r["semantics"], "Hu")].append(100 * r["H_uncalibrated"])
     methods = list(dict.fromkeys(r["method"] for r in rows))
     present = [s for s in sources if any(k[1] == s for k in vals)]
-    lines = ["| method | source | seeds | ZSL T1 | GZSL H (uncalibrated) | GZSL H (calibrated) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | source | seeds | ZSL T1 | GZSL H (uncalibrated) | GZSL H (calibrated) |",
+        "|---|---|---|---|---|---|",
+    ]
 
     def cell(v):
         return f"{np.mean(v):.1f} ± {np.std(v):.1f}" if v else "–"
@@ -258,26 +285,35 @@ def speed(args) -> int:
     w_wall, w_cpu = time.perf_counter() - t0, time.process_time() - c0
     cfg = VGSEConfig()
     t0, c0 = time.perf_counter(), time.process_time()
-    patches = [preprocess_pil(Image.fromarray(a), cfg.resolution) for p in sample for a in image_patches(p, cfg.grid, cfg.patch_fraction)]
+    patches = [
+        preprocess_pil(Image.fromarray(a), cfg.resolution)
+        for p in sample
+        for a in image_patches(p, cfg.grid, cfg.patch_fraction)
+    ]
     run(patches)
     p_wall, p_cpu = time.perf_counter() - t0, time.process_time() - c0
     n_img = len(tv)
     nt = cfg.grid ** 2
-    lines = [f"load average {_loadavg()}; torch threads {args.threads}; {len(sample)} FLO trainval photos",
-             f"whole photos at 128 px: {len(sample) / w_wall:.1f} img/s wall, {1000 * w_cpu / len(sample):.1f} CPU ms/img",
-             f"patches ({nt}/photo) at {cfg.resolution} px: {len(patches) / p_wall:.1f} patch/s wall, "
-             f"{1000 * p_cpu / len(patches):.2f} CPU ms/patch",
-             f"ratio (patches of one photo) / (one whole photo), wall: {p_wall / w_wall:.2f}",
-             f"projected for FLO's {n_img} seen trainval photos at this load: {n_img / len(sample) * p_wall / 60:.1f} min; "
-             f"on a free machine (whole photos 90 img/s at 128 px, data/README.md): "
-             f"{n_img * (p_wall / w_wall) / 90 / 60:.1f} min"]
+    lines = [
+        f"load average {_loadavg()}; torch threads {args.threads}; {len(sample)} FLO trainval photos",
+        f"whole photos at 128 px: {len(sample) / w_wall:.1f} img/s wall, {1000 * w_cpu / len(sample):.1f} CPU ms/img",
+        f"patches ({nt}/photo) at {cfg.resolution} px: {len(patches) / p_wall:.1f} patch/s wall, "
+        f"{1000 * p_cpu / len(patches):.2f} CPU ms/patch",
+        f"ratio (patches of one photo) / (one whole photo), wall: {p_wall / w_wall:.2f}",
+        f"projected for FLO's {n_img} seen trainval photos at this load: {n_img / len(sample) * p_wall / 60:.1f} min; "
+        f"on a free machine (whole photos 90 img/s at 128 px, data/README.md): "
+        f"{n_img * (p_wall / w_wall) / 90 / 60:.1f} min",
+    ]
     if args.fit:
         bank = load_patch_bank(ds, ds.seen_classes, cfg, progress=False)
         c0, t0 = time.process_time(), time.perf_counter()
         m = fit_stage(ds, bank, ds.seen_classes, cfg)
-        lines.append(f"clustering fit on the {len(ds.seen_classes)} seen classes ({sum(len(v) for v in bank.features.values()) * nt} "
-                     f"patches, {cfg.epochs} epochs, 1 thread): {time.perf_counter() - t0:.0f} s wall, "
-                     f"{time.process_time() - c0:.0f} CPU s (final patch acc {m.history_[-1]['acc']:.3f})")
+        lines.append(
+            f"clustering fit on the {len(ds.seen_classes)} seen classes "
+            f"({sum(len(v) for v in bank.features.values()) * nt} "
+            f"patches, {cfg.epochs} epochs, 1 thread): {time.perf_counter() - t0:.0f} s wall, "
+            f"{time.process_time() - c0:.0f} CPU s (final patch acc {m.history_[-1]['acc']:.3f})"
+        )
     print("\n".join(lines))
     return 0
 
@@ -290,7 +326,9 @@ def main(argv=None) -> int:
     a.add_argument("--grid-name", choices=sorted(ABLATIONS), required=True)
     a.add_argument("--values", nargs="+", required=True)
     a.add_argument("--seeds", nargs="+", type=int, default=[0])
-    a.add_argument("--scorers", nargs="+", default=["eszsl", "sae"], help="methods (default presets) scoring each matrix")
+    a.add_argument(
+        "--scorers", nargs="+", default=["eszsl", "sae"], help="methods (default presets) scoring each matrix"
+    )
     a.add_argument("--base", default=None, help="JSON of VGSEConfig fields the ablation starts from")
     a.add_argument("--jsonl", required=True)
     a.add_argument("--quiet", action="store_true")
@@ -308,7 +346,9 @@ def main(argv=None) -> int:
     t = sub.add_parser("table")
     t.add_argument("--jsonl", required=True)
     t.add_argument("--kind", choices=("ablate", "compare"), default="compare")
-    t.set_defaults(func=lambda a: print(ablation_table(Path(a.jsonl)) if a.kind == "ablate" else compare_table(Path(a.jsonl))) or 0)
+    t.set_defaults(
+        func=lambda a: print(ablation_table(Path(a.jsonl)) if a.kind == "ablate" else compare_table(Path(a.jsonl))) or 0
+    )
     r = sub.add_parser("references", help="validation scores of the fixed sources, as the ablation scores VGSE")
     r.add_argument("--dataset", default="flo")
     r.add_argument("--semantics", nargs="+", default=["glove", "minilm", "attributes"])
@@ -318,7 +358,9 @@ def main(argv=None) -> int:
     s.add_argument("--dataset", default="flo")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--fit", action="store_true", help="also time one clustering fit on the seen classes (needs the patch cache)")
+    s.add_argument(
+        "--fit", action="store_true", help="also time one clustering fit on the seen classes (needs the patch cache)"
+    )
     s.set_defaults(func=speed)
     args = ap.parse_args(argv)
     return args.func(args)

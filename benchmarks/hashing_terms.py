@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import zsl  # noqa: E402
-from zsl.eval.retrieval import evaluate_hashing, retrieval_data  # noqa: E402
+import zsl
+from zsl.eval.retrieval import evaluate_hashing, retrieval_data
 
 
 def rows_for(sources: list[str], betas: list[float]) -> list[tuple[str, str, dict, str | None]]:
@@ -81,9 +81,11 @@ def main(argv=None) -> int:
             for nu in args.nu:
                 run(name, spec, {**fixed, "nu": nu}, sem, n_bits)
 
-    out = {"dataset": ds.name, "split": ds.split, "bits": args.bits, "seeds": args.seeds, "nu": args.nu, "beta": args.beta,
-           "records": records, "wall_seconds": time.perf_counter() - t_start,
-           "command": " ".join(["benchmarks/hashing_terms.py"] + (argv if argv is not None else sys.argv[1:]))}
+    out = {
+        "dataset": ds.name, "split": ds.split, "bits": args.bits, "seeds": args.seeds, "nu": args.nu, "beta": args.beta,
+        "records": records, "wall_seconds": time.perf_counter() - t_start,
+        "command": " ".join(["benchmarks/hashing_terms.py"] + (argv if argv is not None else sys.argv[1:])),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(format_terms(out))
@@ -105,7 +107,9 @@ def format_terms(out: dict) -> str:
         for b in out["bits"]:
             best = None
             for n in members:
-                for key in {json.dumps(r["overrides"], sort_keys=True) for r in recs if r["row"] == n and r["n_bits"] == b}:
+                for key in {
+                    json.dumps(r["overrides"], sort_keys=True) for r in recs if r["row"] == n and r["n_bits"] == b
+                }:
                     vals = [r["mAP"] for r in recs if r["row"] == n and r["n_bits"] == b
                             and json.dumps(r["overrides"], sort_keys=True) == key]
                     if best is None or np.mean(vals) > best[0]:

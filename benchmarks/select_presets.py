@@ -39,7 +39,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--split", default=None)
     ap.add_argument("--method", required=True, help="method name (its default preset is the base)")
-    ap.add_argument("--candidate", action="append", required=True, metavar="K=V[,K=V]", help="a candidate setting (repeat)")
+    ap.add_argument(
+        "--candidate", action="append", required=True, metavar="K=V[,K=V]", help="a candidate setting (repeat)"
+    )
     ap.add_argument("--setting", choices=("zsl", "gzsl"), default="zsl")
     ap.add_argument("--semantics", default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -51,8 +53,9 @@ def main(argv=None) -> int:
     for cand in map(parse_candidate, args.candidate):
         for seed in args.seeds:
             t0 = time.perf_counter()
-            v = select_on_validation(f"{args.method}.default", ds, setting=args.setting, semantics=args.semantics, seed=seed,
-                                     overrides=cand)
+            v = select_on_validation(
+                f"{args.method}.default", ds, setting=args.setting, semantics=args.semantics, seed=seed, overrides=cand
+            )
             row = {"dataset": ds.name, "split": ds.split, "method": args.method, "candidate": cand, "seed": seed,
                    "setting": args.setting, "objective": v.get("objective", "acc"), "validation": v.get("best_score"),
                    "grid_choice": v.get("best_params"), "seconds": round(time.perf_counter() - t0, 1)}

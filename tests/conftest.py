@@ -20,7 +20,10 @@ def _real_data_root() -> Path | None:
 def data_root() -> Path:
     root = _real_data_root()
     if root is None:
-        pytest.skip("real data not available: set ZSL_DATA to the shared data folder (make test does when ../shared/data exists)")
+        pytest.skip(
+            "real data not available: set ZSL_DATA to the shared "
+            "data folder (make test does when ../shared/data exists)"
+        )
     return root
 
 

@@ -1,15 +1,11 @@
 """The benchmark: grids, the results store (unique, atomic rows), resume after SIGKILL, report."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 import zsl
 from zsl.bench.report import README_END, README_START, aggregate, markdown, plot_bars, to_csv, update_readme
@@ -162,8 +158,10 @@ def test_report_tables_mean_std_and_published_anchor(tmp_path):
 
 
 def test_report_cli_on_empty_store(tmp_path):
-    out = subprocess.run([*ZSL, "report", "--store", f"sqlite:///{tmp_path / 'e.db'}", "--csv", str(tmp_path / "t.csv")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*ZSL, "report", "--store", f"sqlite:///{tmp_path / 'e.db'}", "--csv", str(tmp_path / "t.csv")],
+        capture_output=True, text=True, timeout=120,
+    )
     assert out.returncode == 0 and "no results" in out.stdout
     assert (tmp_path / "t.csv").read_text().startswith("method,dataset")
 

@@ -134,7 +134,8 @@ def test_store_from_before_tasks_gains_the_column_and_reads_as_classification(tm
     db = tmp_path / "old.db"
     store = ResultsStore(str(db))
     store.insert({"cell_hash": "old", "method": "eszsl", "spec": "eszsl.default", "dataset": "synthetic",
-                  "split": "default", "setting": "zsl", "seed": 0, "status": "ok", "config_json": {}, "metrics_json": {"acc": 0.5}})
+                  "split": "default", "setting": "zsl", "seed": 0, "status": "ok", "config_json": {},
+                  "metrics_json": {"acc": 0.5}})
     with sqlite3.connect(db) as con:
         con.execute("ALTER TABLE runs DROP COLUMN task")  # what a store of the previous version looks like
     upgraded = ResultsStore(str(db))

@@ -70,11 +70,15 @@ def test_unknown_method_lists_valid_names():
 
 
 def test_unknown_dataset_lists_valid_names(tmp_path):
-    assert_clean_error(zsl_cli("run", "eszsl", "--dataset", "nope", "--data-root", tmp_path), "unknown dataset 'nope'", "synthetic")
+    assert_clean_error(
+        zsl_cli("run", "eszsl", "--dataset", "nope", "--data-root", tmp_path), "unknown dataset 'nope'", "synthetic"
+    )
 
 
 def test_missing_data_root(tmp_path):
-    assert_clean_error(zsl_cli("run", "eszsl", "--dataset", "awa1", "--data-root", tmp_path / "absent"), "does not exist")
+    assert_clean_error(
+        zsl_cli("run", "eszsl", "--dataset", "awa1", "--data-root", tmp_path / "absent"), "does not exist"
+    )
 
 
 def test_corrupt_mat_file_names_the_file(tmp_path):
@@ -85,4 +89,6 @@ def test_corrupt_mat_file_names_the_file(tmp_path):
 
 
 def test_bad_override_is_a_clear_error():
-    assert_clean_error(zsl_cli("run", "eszsl", "--dataset", "synthetic", "--set", "no_such_param=1"), "unknown parameter")
+    assert_clean_error(
+        zsl_cli("run", "eszsl", "--dataset", "synthetic", "--set", "no_such_param=1"), "unknown parameter"
+    )

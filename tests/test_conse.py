@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import zsl
-from zsl.eval.hierarchy import HypernymGraph, correct_set, flat_hit_at_k, hierarchical_precision_at_k, imagenet_hop_sets
+from zsl.eval.hierarchy import HypernymGraph, correct_set, hierarchical_precision_at_k, imagenet_hop_sets
+from zsl.eval.metrics import ranked_hit_at_k
+from zsl.labelling import label_of_wnid
 from zsl.methods.conse import (
     ConSE,
     average_synonyms,
@@ -147,15 +149,19 @@ def test_hierarchical_precision_grows_the_correct_set_ring_by_ring(tmp_path):
     ranked = [["n00000005", "n00000004", "n00000003"], ["n00000007", "n00000004", "n00000003"]]
     true = ["n00000003", "n00000003"]
     assert hierarchical_precision_at_k(ranked, true, 2, valid, g) == pytest.approx((1 / 2 + 0) / 2)
-    assert flat_hit_at_k(ranked, true, 2) == 0.0
-    assert flat_hit_at_k(ranked, true, 3) == 1.0
+    assert ranked_hit_at_k(ranked, true, 2) == 0.0
+    assert ranked_hit_at_k(ranked, true, 3) == 1.0
 
 
 def test_merged_labels_count_once_and_match_any_of_their_ids(tmp_path):
     g = _data_noun(tmp_path)
     valid = {"n00000003", "n00000004", "n00000005", "n00000007"}
     ranked = [[("n00000007", "n00000005"), "n00000004"]]  # a label merging hammer and puppy, then cat
-    assert flat_hit_at_k(ranked, ["n00000005"], 1) == 1.0
+    # hit@k on label indices: the merged label (index 0) holds puppy, so it is hit at 1
+    true = label_of_wnid([["n00000007", "n00000005"], ["n00000004"]], ["n00000005", "n00000004", "n00000009"])
+    assert true.tolist() == [0, 1, -1]
+    assert ranked_hit_at_k([[0, 1]] * 3, true, 1) == pytest.approx(1 / 3)
+    assert ranked_hit_at_k([[0, 1]] * 3, true, 2) == pytest.approx(2 / 3)
     assert hierarchical_precision_at_k(ranked, ["n00000003"], 2, valid, g) == pytest.approx(1 / 2)
 
 

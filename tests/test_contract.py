@@ -62,7 +62,9 @@ def test_init_stores_params_unchanged(name):
     for k, v in preset.items():
         assert params[k] == v, f"{name}: param {k} changed from {v!r} to {params[k]!r} in __init__"
     sig = inspect.signature(cls.__init__)
-    assert all(p.kind == p.KEYWORD_ONLY for n, p in sig.parameters.items() if n != "self"), "params must be keyword-only"
+    assert all(p.kind == p.KEYWORD_ONLY for n, p in sig.parameters.items() if n != "self"), (
+        "params must be keyword-only"
+    )
     cloned = clone(method)
     assert cloned.get_params() == params
     method.set_params(**{k: v for k, v in params.items()})
@@ -98,7 +100,10 @@ def test_save_load_round_trip(name, data, tmp_path):
         np.testing.assert_array_equal(method.encode(Xq), loaded.encode(Xq))
     else:
         np.testing.assert_allclose(
-            method.decision_function(Xq, ds.unseen_classes), loaded.decision_function(Xq, ds.unseen_classes), rtol=1e-5, atol=1e-6
+            method.decision_function(Xq, ds.unseen_classes),
+            loaded.decision_function(Xq, ds.unseen_classes),
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 

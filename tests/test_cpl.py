@@ -162,14 +162,20 @@ def test_run_uses_a_study_only_when_asked(tmp_path):
     env = {**os.environ, "ZSL_CACHE": str(tmp_path)}
 
     def cli(*args):
-        proc = subprocess.run([sys.executable, "-m", "zsl.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "zsl.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc.stdout
 
     run = ("run", "cpl.tiny", "--dataset", "synthetic", "--selection", "none", "--json")
     before = json.loads(cli(*run))
-    search = json.loads(cli("cpl", "search", "--dataset", "synthetic", "--preset", "tiny", "--n-trials", "2", "--folds", "2",
-                            "--max-per-class", "20", "--json"))
+    search = json.loads(
+        cli(
+            "cpl", "search", "--dataset", "synthetic", "--preset", "tiny", "--n-trials", "2", "--folds", "2",
+            "--max-per-class", "20", "--json",
+        )
+    )
     after = json.loads(cli(*run))
     assert after["metrics"] == before["metrics"] and after["config"]["params"] == before["config"]["params"]
     name = search["study"]

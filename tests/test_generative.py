@@ -1,4 +1,6 @@
-"""Generative ZSL: the shared generator API, checkpoint/resume, input spaces, conditions, clusterability, few-shot, CLI."""
+"""Generative ZSL: the shared generator API, checkpoint/resume, input spaces, conditions, clusterability,
+few-shot, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -159,7 +161,9 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path, capsys):
 
 def test_ablation_switches_change_the_feature_space(syn):
     ds, X, y, S = syn
-    na = zsl.create_method("cvae_clusterable.tiny", use_mapping=False, use_gaussian=False, noise_alpha=0.0).fit(X, y, S, ds.seen_classes)
+    na = zsl.create_method("cvae_clusterable.tiny", use_mapping=False, use_gaussian=False, noise_alpha=0.0).fit(
+        X, y, S, ds.seen_classes
+    )
     cls = zsl.create_method("cvae_clusterable.tiny", use_gaussian=False, noise_alpha=0.0).fit(X, y, S, ds.seen_classes)
     assert na.mapping_ is None and na.finetune_ is None
     assert cls.mapping_ is not None and cls.finetune_ is None
@@ -206,11 +210,44 @@ def test_cli_ablation_and_fewshot_on_synthetic(capsys):
     out = json.loads(capsys.readouterr().out)
     assert [r["row"] for r in out["rows"]] == ["NA", "+Cls", "+Cls+Gaussian", "+Cls+Gaussian+noise"]
     assert all(0 <= r["nmi"] <= 1 and 0 <= r["zsl_acc"] <= 1 for r in out["rows"])
-    assert main(["fewshot", "--dataset", "synthetic", "--episodes", "20", "--queries", "5", "--epochs", "2", "--pca-dim", "0",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "fewshot", "--dataset", "synthetic", "--episodes", "20", "--queries", "5", "--epochs", "2", "--pca-dim",
+                "0", "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
-    assert {(r["features"], r["shots"]) for r in out["rows"]} == {(f, k) for f in ("raw features", "Gaussian map F") for k in (1, 5)}
+    assert {(r["features"], r["shots"]) for r in out["rows"]} == {
+        (f, k) for f in ("raw features", "Gaussian map F") for k in (1, 5)
+    }
     assert main(["ablation", "--method", "eszsl", "--dataset", "synthetic"]) == 2
+
+
+def test_synthetic_alignment_finds_the_nearest_real_class_mean():
+    from zsl.analysis.generative import synthetic_alignment
+
+    real = np.array([[0.0, 0], [0, 0.2], [5, 5], [5, 5.2], [10, 0], [10, 0.2]])
+    y_real = np.array([0, 0, 1, 1, 2, 2])
+    # class 0 and 1 synthesised on target, class 2 synthesised on top of class 1
+    synth = np.array([[0.1, 0.1], [5, 5.1], [5.2, 5.0]])
+    out = synthetic_alignment(real, y_real, synth, np.array([0, 1, 2]), np.array([0, 1, 2]))
+    assert out["ranks"] == [0, 0, 1] and out["fraction_nearest_own"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("spec", ["cvae_clusterable.tiny", "fclswgan.tiny"])
+def test_cli_tsne_writes_the_figure_and_the_alignment(spec, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from zsl.cli import main
+
+    assert main(["tsne", "--method", spec, "--dataset", "synthetic", "--out", str(tmp_path)]) == 0
+    name = spec.split(".")[0]
+    assert (tmp_path / f"tsne-{name}.png").stat().st_size > 1000
+    md = (tmp_path / f"tsne-{name}.md").read_text()
+    assert "nearest its own real mean" in md and md.count("\n|") >= 1 + 5  # header + one row per unseen class
+    assert main(["tsne", "--method", "eszsl", "--dataset", "synthetic", "--out", str(tmp_path)]) == 2
 
 
 def test_feature_scales():
@@ -265,7 +302,7 @@ def test_condition_space_norm_and_seen_span(syn):
 
 @pytest.mark.parametrize("method", ["fclswgan", "cvae_clusterable", "cpl"])
 def test_dataset_presets_declared(method):
-    from zsl._registry import get_method_class
+    from zsl import get_method_class
 
     presets = get_method_class(method).all_presets()
     assert {"default", "awa1", "flo", "quick", "tiny"} <= set(presets)

@@ -15,7 +15,6 @@ import zsl
 from zsl.codes import hamming_distances, pack_codes, unpack_codes
 from zsl.eval.retrieval import (
     authors_average_precisions,
-    average_precisions,
     distance_histograms,
     evaluate_hashing,
     expected_average_precisions,
@@ -153,7 +152,9 @@ def test_authors_ap_is_stable_index_order_cut_at_top_n():
     for i in range(len(qc)):
         order = np.argsort(D[i] + np.arange(300) * 1e-6)  # lower database index first among equal distances
         rel = (dy == qy[i])[order]
-        assert full[i] == pytest.approx(average_precision_score(dy == qy[i], -(D[i] + np.arange(300) * 1e-6)), abs=1e-12)
+        assert full[i] == pytest.approx(
+            average_precision_score(dy == qy[i], -(D[i] + np.arange(300) * 1e-6)), abs=1e-12
+        )
         assert top[i] == pytest.approx(_ap_of_order(rel, 50), abs=1e-12)
 
 
@@ -281,7 +282,9 @@ def test_zsh_without_rotation_graph_and_with_onehot_labels_is_sdh(synth):
     ds, Xtr, ytr, S = synth
     kw = dict(n_bits=16, n_anchors=100, n_iter=3, random_state=1)
     sdh = zsl.create_method("sdh", **kw).fit(Xtr, ytr, S, ds.seen_classes)
-    zsh = zsl.create_method("zsh", rotation="none", beta=0.0, label_embedding="onehot", **kw).fit(Xtr, ytr, S, ds.seen_classes)
+    zsh = zsl.create_method("zsh", rotation="none", beta=0.0, label_embedding="onehot", **kw).fit(
+        Xtr, ytr, S, ds.seen_classes
+    )
     np.testing.assert_array_equal(sdh.encode(ds.X), zsh.encode(ds.X))
 
 
@@ -294,7 +297,9 @@ def test_published_orthogonal_rotation_leaves_codes_unchanged(synth):
     assert np.mean(unpack_codes(plain.encode(ds.X)) == unpack_codes(orth.encode(ds.X))) > 0.999
     R = orth.rotation_.astype(np.float64)
     np.testing.assert_allclose(R.T @ R, np.eye(len(R)), atol=1e-5)
-    pull = zsl.create_method("zsh.identity_pull", **{**kw, "delta": 1.0, "gamma": 0.1}).fit(Xtr, ytr, S, ds.seen_classes)
+    pull = zsl.create_method("zsh.identity_pull", **{**kw, "delta": 1.0, "gamma": 0.1}).fit(
+        Xtr, ytr, S, ds.seen_classes
+    )
     assert pull.rotation == "identity_pull"
     assert not np.array_equal(plain.encode(ds.X), pull.encode(ds.X))  # the non-paper preset does act
 
@@ -369,7 +374,9 @@ def test_validation_split_uses_seen_classes_only(synth):
     assert not np.isin(val.y_database, ds.unseen_classes).any()
     assert np.array_equal(val.train_classes, ds.train_classes)
     n_val = np.isin(ds.y[ds.splits["trainval"]], ds.val_classes).sum()
-    assert len(val.y_query) == sum(np.sum(ds.y[ds.splits["val_unseen"]] == c) // 2 for c in ds.val_classes) <= n_val // 2
+    assert (
+        len(val.y_query) == sum(np.sum(ds.y[ds.splits["val_unseen"]] == c) // 2 for c in ds.val_classes) <= n_val // 2
+    )
     with pytest.raises(ValueError, match="role"):
         retrieval_data(ds, role="unseen")
 

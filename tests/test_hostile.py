@@ -225,8 +225,12 @@ def _open_store_and_insert(url, barrier, k, queue):  # pragma: no cover - runs i
 
         barrier.wait(timeout=60)
         store = ResultsStore(url)
-        store.insert({"cell_hash": f"h{k}", "method": "m", "spec": "m.d", "dataset": "d", "split": "s", "setting": "zsl",
-                      "seed": 0, "status": "ok", "config_json": {}})
+        store.insert(
+            {
+                "cell_hash": f"h{k}", "method": "m", "spec": "m.d", "dataset": "d", "split": "s", "setting": "zsl",
+                "seed": 0, "status": "ok", "config_json": {},
+            }
+        )
         queue.put("ok")
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         queue.put(f"{type(exc).__name__}: {exc}")
@@ -310,7 +314,9 @@ def test_benchmark_preset_the_grid_does_not_pick_is_an_error_not_zero_cells(tmp_
     grid = tmp_path / "g.toml"
     grid.write_text('name = "g"\nmethods = ["eszsl"]\npresets = ["linear"]\nsettings = ["zsl"]\n'
                     '[datasets.synthetic]\nsplits = ["default"]\n')
-    assert main(["benchmark", "--grid", str(grid), "--store", str(tmp_path / "r.db"), "--methods", "eszsl.default"]) == 2
+    assert (
+        main(["benchmark", "--grid", str(grid), "--store", str(tmp_path / "r.db"), "--methods", "eszsl.default"]) == 2
+    )
     assert "no cell of grid 'g' matches" in _err(capsys)
 
 
@@ -380,7 +386,9 @@ def test_image_made_readable_is_retried_and_the_warning_says_why(unprivileged, m
     ("mixed", 5, ["cats"], [-1, -1, 0, 0, 0], "1 class folder (cats (3)); 2 images outside class folders"),
     ("single", 1, [], [-1], "found 1 image"),
 ])
-def test_extract_accepts_any_folder_of_images_and_says_what_it_found(layout, n, classes, labels, said, tmp_path, capsys):
+def test_extract_accepts_any_folder_of_images_and_says_what_it_found(
+    layout, n, classes, labels, said, tmp_path, capsys
+):
     root = tmp_path / "photos"
     if layout == "loose":
         _images(root, classes=(), loose=3)
@@ -395,7 +403,10 @@ def test_extract_accepts_any_folder_of_images_and_says_what_it_found(layout, n, 
         _images(root, classes=(), loose=1)
         root = root / "loose0.jpg"
     out = tmp_path / "f.npz"
-    assert main(["extract", str(root), "--out", str(out), "--no-progress", "--num-workers", "0", "--resolution", str(RES)]) == 0
+    assert (
+        main(["extract", str(root), "--out", str(out), "--no-progress", "--num-workers", "0", "--resolution", str(RES)])
+        == 0
+    )
     err = capsys.readouterr().err
     assert said in err, err
     with np.load(out) as z:
@@ -436,7 +447,10 @@ def test_file_names_that_are_not_utf8_are_extracted_and_reported(tmp_path, capsy
     (root / "cats" / "0.jpg").rename(os.fsdecode(bytes(root / "cats") + b"/ok\xffname.jpg"))
     Path(os.fsdecode(bytes(root / "cats") + b"/bad\xfe.jpg")).write_bytes(b"not an image")
     out = tmp_path / "f.npz"
-    assert main(["extract", str(root), "--out", str(out), "--no-progress", "--num-workers", "0", "--resolution", str(RES)]) == 0
+    assert (
+        main(["extract", str(root), "--out", str(out), "--no-progress", "--num-workers", "0", "--resolution", str(RES)])
+        == 0
+    )
     err = capsys.readouterr().err
     assert "bad\\udcfe.jpg (UnidentifiedImageError" in err and "Traceback" not in err
     with np.load(out) as z:

@@ -48,7 +48,9 @@ def test_glove_multiword_average_and_missing():
     assert v.shape == (5, 50) and v.dtype == np.float32
     np.testing.assert_allclose(v[0], (word_vector("grizzly") + word_vector("bear")) / 2, rtol=1e-6)
     np.testing.assert_allclose(v[1], (word_vector("polar") + word_vector("bear")) / 2, rtol=1e-6)
-    np.testing.assert_allclose(v[2], (word_vector("black") + word_vector("footed") + word_vector("albatross")) / 3, rtol=1e-6)
+    np.testing.assert_allclose(
+        v[2], (word_vector("black") + word_vector("footed") + word_vector("albatross")) / 3, rtol=1e-6
+    )
     np.testing.assert_allclose(v[4], word_vector("cat"))
     assert missing == ["qqqzzx wwvvq"] and not v[3].any()
 
@@ -108,7 +110,9 @@ def test_train_test_layout_and_max_per_class(tmp_path):
     paths = np.asarray(ds.meta["paths"])
     unseen = set(ds.unseen_classes.tolist())
     assert all("/train/" in p for p in paths[ds.splits["trainval"]])
-    assert all("/test/" in p for p in paths[ds.splits["test_seen"]]) and all("/test/" in p for p in paths[ds.splits["test_unseen"]])
+    assert all("/test/" in p for p in paths[ds.splits["test_seen"]]) and all(
+        "/test/" in p for p in paths[ds.splits["test_unseen"]]
+    )
     assert set(ds.y[ds.splits["test_unseen"]]) == unseen
     assert not any("/train/" in p and y in unseen for p, y in zip(paths, ds.y))  # unseen train images never used
     assert np.bincount(ds.y[ds.splits["trainval"]]).max() == 2

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import zsl
-from zsl.methods._hashing import hamming_distances
+from zsl.codes import hamming_distances
 
 faiss = pytest.importorskip("faiss")
 
-from zsl.index import IndexMismatchError, build_index, feature_extractor_of, load_index, make_binary_index  # noqa: E402
+from zsl.index import IndexMismatchError, build_index, feature_extractor_of, load_index, make_binary_index
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,9 @@ def test_flat_search_equals_numpy_popcount():
     np.testing.assert_array_equal(np.take_along_axis(hamming_distances(q, db), I, axis=1), D)
 
 
-@pytest.mark.parametrize("kind,params", [("hnsw", {"hnsw_m": 16, "ef_search": 256}), ("ivf", {"nlist": 16, "nprobe": 16})])
+@pytest.mark.parametrize(
+    "kind,params", [("hnsw", {"hnsw_m": 16, "ef_search": 256}), ("ivf", {"nlist": 16, "nprobe": 16})]
+)
 def test_approximate_indexes_find_true_neighbours(kind, params):
     rng = np.random.default_rng(1)
     centres = rng.integers(0, 256, (20, 4), dtype=np.uint8)
@@ -222,7 +224,9 @@ def test_rebuilt_approximate_index_equals_the_built_one(tmp_path, fitted):
         D2, I2 = idx.search_codes(codes[::5], 10)
         np.testing.assert_array_equal(I1, I2)
         np.testing.assert_array_equal(D1, D2)
-    assert sorted(p.name for p in (tmp_path / "idx-ivf").iterdir()) == ["database.npz", "manifest.json", "model.npz", "structure.npz"]
+    assert sorted(p.name for p in (tmp_path / "idx-ivf").iterdir()) == [
+        "database.npz", "manifest.json", "model.npz", "structure.npz",
+    ]
 
 
 def test_build_refuses_a_folder_of_other_files_before_fitting(tmp_path, capsys):
@@ -231,13 +235,21 @@ def test_build_refuses_a_folder_of_other_files_before_fitting(tmp_path, capsys):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("precious")
-    assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(home)]) == 2
+    assert (
+        main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(home)])
+        == 2
+    )
     assert "holds other files (thesis.tex)" in capsys.readouterr().err
     assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
     partial = tmp_path / "partial"  # a build cut short: index files but no manifest yet
     partial.mkdir()
     (partial / "model.npz").write_bytes(b"half")
-    assert main(["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(partial)]) == 0
+    assert (
+        main(
+            ["index", "build", "--method", "lsh.tiny", "--dataset", "synthetic", "--bits", "16", "--out", str(partial)]
+        )
+        == 0
+    )
 
 
 def test_malformed_manifest_values_are_one_line(tmp_path, fitted):

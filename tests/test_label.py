@@ -124,7 +124,9 @@ def test_best_synonym_not_the_average_ranks_a_label():
 @needs_wordnet
 def test_known_score_and_far_flag(tmp_path):
     # the classifier knows daisies and airliners, not primroses or tulips
-    lab = ZeroShotLabeller(["daisy", "primrose", "tulip", "airplane"], space="wordnet", far_threshold=0.6, cache_dir=tmp_path)
+    lab = ZeroShotLabeller(
+        ["daisy", "primrose", "tulip", "airplane"], space="wordnet", far_threshold=0.6, cache_dir=tmp_path
+    )
     assert len(list((tmp_path / "labelling").glob("known-*.npz"))) == 1  # cached: a warm start parses no WordNet
     again = ZeroShotLabeller(["daisy", "primrose", "tulip", "airplane"], space="wordnet", cache_dir=tmp_path)
     np.testing.assert_array_equal(again.known, lab.known)
@@ -228,7 +230,12 @@ def test_cli_labels_images_and_skips_unreadable_ones(tmp_path, capsys):
     assert "broken.jpg: not a readable image, skipped" in err
     assert "'qqzzxxw'" in err and "no vector in space 'glove'" in err
     assert "'cat (x2)'" in err
-    rc = main(["label", str(tmp_path / "chelsea.jpg"), "--vocabulary", str(vocab), "--space", "wordnet", "--resolution", "128"])
+    rc = main(
+        [
+            "label", str(tmp_path / "chelsea.jpg"), "--vocabulary", str(vocab), "--space", "wordnet", "--resolution",
+            "128",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0 and out.splitlines()[1].endswith("cat") and "placed by their nearest ImageNet-1k classes" in err
     rc = main(["label", str(tmp_path / "broken.jpg"), "--vocabulary", str(vocab), "--space", "glove"])

@@ -21,9 +21,8 @@ import torch.nn as nn
 import zsl
 from zsl import persist
 from zsl.errors import ZSLError
-from zsl.methods.cvae_clusterable import SigmoidMap
+from zsl.methods.cvae_clusterable import Encoder, SigmoidMap
 from zsl.preprocessing import FeaturePreprocessor
-from zsl.methods.cvae_clusterable import Encoder
 
 
 class _Payload:
@@ -74,9 +73,11 @@ def test_generic_module_graph_round_trips(tmp_path):
                         SigmoidMap(4, 3)).eval()
     net[1].running_mean += 0.5
     pre = FeaturePreprocessor(2).fit(np.random.default_rng(0).random((20, 5), dtype=np.float32))
-    obj = {"net": net, "enc": Encoder(8, 3, 16, 2), "tuple": (1, 2.5, float("nan"), float("-inf"), np.float32(3.5), "s"),
-           3: [None, True], "bf16": torch.arange(3, dtype=torch.bfloat16), "act": torch.sigmoid, "layer_class": nn.ReLU,
-           "dtype": torch.float32, "pre": pre, "names": np.asarray(["a", "bc"]), "frozen": frozenset({1, 2})}
+    obj = {
+        "net": net, "enc": Encoder(8, 3, 16, 2), "tuple": (1, 2.5, float("nan"), float("-inf"), np.float32(3.5), "s"),
+        3: [None, True], "bf16": torch.arange(3, dtype=torch.bfloat16), "act": torch.sigmoid, "layer_class": nn.ReLU,
+        "dtype": torch.float32, "pre": pre, "names": np.asarray(["a", "bc"]), "frozen": frozenset({1, 2}),
+    }
     back = persist.load(persist.dump(obj, tmp_path / "x.npz"))
     x = torch.randn(5, 8)
     assert torch.equal(net(x), back["net"](x))
@@ -103,7 +104,7 @@ def test_generic_module_graph_round_trips(tmp_path):
 def test_unsavable_attribute_is_refused_before_writing(tmp_path, fitted):
     ds, method = fitted
     out = tmp_path / "m.npz"
-    method.odd_ = lambda x: x  # noqa: E731 - what a careless subclass might keep
+    method.odd_ = lambda x: x  # what a careless subclass might keep
     try:
         with pytest.raises(persist.PersistError, match=r"odd_ holds the function"):
             method.save(out)
@@ -119,7 +120,9 @@ def test_loaded_method_scores_identically(tmp_path, fitted):
     ds, method = fitted
     loaded = zsl.ZSLMethod.load(method.save(tmp_path / "m.npz"))
     Xq = ds.X[:7]
-    np.testing.assert_array_equal(method.decision_function(Xq, ds.unseen_classes), loaded.decision_function(Xq, ds.unseen_classes))
+    np.testing.assert_array_equal(
+        method.decision_function(Xq, ds.unseen_classes), loaded.decision_function(Xq, ds.unseen_classes)
+    )
     assert loaded.get_params() == method.get_params()
     assert persist.read_meta(tmp_path / "m.npz")["method"] == "eszsl"
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from zsl.eval import protocol
-from zsl.methods import _kernels
 from zsl.methods.eszsl import ESZSL
+from zsl.preprocessing import RBFAnchors
 
 
 @pytest.fixture
@@ -70,8 +70,11 @@ def test_cache_is_bounded(synthetic, count_fits):
     for seed in (0, 1, 0):
         protocol.run_method("eszsl.linear", synthetic, setting="zsl", selection="none", seed=seed, fit_cache=cache)
     assert len(cache) == 1 and len(count_fits) == 3  # seed 0 was evicted by seed 1
-    one = protocol.footprint(protocol.make_method("eszsl.linear", {}, 0).fit(*synthetic.subset("trainval"),
-                                                                             synthetic.class_embeddings(), synthetic.seen_classes))
+    one = protocol.footprint(
+        protocol.make_method("eszsl.linear", {}, 0).fit(
+            *synthetic.subset("trainval"), synthetic.class_embeddings(), synthetic.seen_classes
+        )
+    )
     assert one > 0
     by_bytes = protocol.FitCache(max_bytes=int(1.5 * one))
     for seed in (0, 1, 2):
@@ -99,9 +102,9 @@ def test_runtime_params_do_not_split_the_cache(synthetic):
 def test_kernel_map_fit_transform_equals_fit_then_transform():
     rng = np.random.default_rng(0)
     X = rng.random((300, 20), dtype=np.float32)
-    expected = _kernels.RBFAnchors(40, 0).fit(X).transform(X)
-    got = _kernels.RBFAnchors(40, 0).fit_transform(X)
+    expected = RBFAnchors(40, 0).fit(X).transform(X)
+    got = RBFAnchors(40, 0).fit_transform(X)
     # same float32 operations in the same order: identical, not merely close
     np.testing.assert_array_equal(got, expected)
-    other_seed = _kernels.RBFAnchors(40, 1).fit_transform(X)
+    other_seed = RBFAnchors(40, 1).fit_transform(X)
     assert not np.array_equal(other_seed, expected)

@@ -23,12 +23,12 @@ from PIL import Image
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'zsl[ray]'; make test installs it)")
 
-from zsl import features as F  # noqa: E402
-from zsl.bench.report import markdown  # noqa: E402
-from zsl.bench.runner import expand_grid, load_grid, run_benchmark  # noqa: E402
-from zsl.bench.store import ResultsStore  # noqa: E402
-from zsl.distributed import LocalCluster  # noqa: E402
-from zsl.features.cache import entry_dir  # noqa: E402
+from zsl import features as F
+from zsl.bench.report import markdown
+from zsl.bench.runner import expand_grid, load_grid, run_benchmark
+from zsl.bench.store import ResultsStore
+from zsl.distributed import LocalCluster
+from zsl.features.cache import entry_dir
 
 RES = 32  # the smallest resolution extract accepts: the network costs least
 ZSL = [sys.executable, "-m", "zsl.cli"]
@@ -100,11 +100,17 @@ def _env(cache: Path) -> dict:
 def test_without_the_extra_the_flag_is_a_one_line_error(tmp_path, command):
     images = make_images(tmp_path / "img", 2, corrupt=False)
     (tmp_path / "g.toml").write_text(GRID.format(seeds="0"))
-    argv = [{"IMAGES": str(Path(images[0]).parent), "OUT": str(tmp_path / "o.npz"), "GRID": str(tmp_path / "g.toml")}.get(a, a)
-            for a in command] + ["--ray-address", "127.0.0.1:1"]
+    argv = [
+        {"IMAGES": str(Path(images[0]).parent), "OUT": str(tmp_path / "o.npz"), "GRID": str(tmp_path / "g.toml")}.get(
+            a, a
+        )
+        for a in command
+    ] + ["--ray-address", "127.0.0.1:1"]
     # ray made unimportable, as on an install without the extra
     code = f"import sys; sys.modules['ray'] = None; from zsl.cli import main; sys.exit(main({argv!r}))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env(tmp_path / "c"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env(tmp_path / "c")
+    )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'zsl[ray]'" in lines[0], out.stderr
@@ -118,8 +124,10 @@ def test_unreachable_cluster_is_a_one_line_error(tmp_path):
     with socket.socket() as s:  # a loopback port with nothing listening
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"
-    out = subprocess.run([*ZSL, "extract", str(Path(images[0]).parent), "--out", str(tmp_path / "o.npz"),
-                          "--ray-address", address], capture_output=True, text=True, timeout=180, env=_env(tmp_path / "c"))
+    out = subprocess.run(
+        [*ZSL, "extract", str(Path(images[0]).parent), "--out", str(tmp_path / "o.npz"), "--ray-address", address],
+        capture_output=True, text=True, timeout=180, env=_env(tmp_path / "c"),
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"zsl: error: --ray-address {address}: cannot connect to a Ray cluster" in out.stderr
     assert "ray start --head" in out.stderr and "Traceback" not in out.stderr
@@ -162,7 +170,9 @@ def test_extract_cli_on_ray_writes_the_local_commands_file(cluster, tmp_path):
         kept = [p for p, v in zip(paths, ref.valid) if v]
         assert list(z["paths"]) == kept and list(z["labels"]) == [0] * 6 + [1] * 6
         assert list(z["skipped"]) == ref.skipped and list(z["skip_reasons"]) == ref.skip_reasons
-        np.testing.assert_allclose(z["features"], ref.features, rtol=0, atol=FEATURE_RTOL * float(np.abs(ref.features).max()))
+        np.testing.assert_allclose(
+            z["features"], ref.features, rtol=0, atol=FEATURE_RTOL * float(np.abs(ref.features).max())
+        )
 
 
 def test_bad_ray_arguments_are_one_line_errors(tmp_path):
@@ -173,8 +183,10 @@ def test_bad_ray_arguments_are_one_line_errors(tmp_path):
         F.extract(paths, ray_address="127.0.0.1:1", ray_workers=0)
     with pytest.raises(DataError, match="pass file paths"):
         F.extract([np.zeros((8, 8, 3), np.uint8)], ray_address="127.0.0.1:1")
-    out = subprocess.run([*ZSL, "extract", str(tmp_path / "img"), "--out", str(tmp_path / "o.npz"), "--ray-workers", "2"],
-                         capture_output=True, text=True, timeout=120, env=_env(tmp_path / "c"))
+    out = subprocess.run(
+        [*ZSL, "extract", str(tmp_path / "img"), "--out", str(tmp_path / "o.npz"), "--ray-workers", "2"],
+        capture_output=True, text=True, timeout=120, env=_env(tmp_path / "c"),
+    )
     assert out.returncode == 2 and "--ray-workers needs --ray-address" in out.stderr
 
 
@@ -205,7 +217,9 @@ def test_benchmark_on_ray_stores_the_local_rows_and_report(cluster, tmp_path):
         for k, v in ref["metrics"].items():  # float64 metrics over a few hundred test images
             assert r["metrics"][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
     assert markdown(ray_rows) == markdown(local_rows)
-    assert markdown(local_rows, title_suffix=" — grid `ray-test`") in out.stdout  # the printed tables are the local run's
+    assert (
+        markdown(local_rows, title_suffix=" — grid `ray-test`") in out.stdout
+    )  # the printed tables are the local run's
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env(tmp_path / "cache"))
     assert again.returncode == 0, again.stderr[-3000:]
@@ -276,7 +290,9 @@ def test_extract_survives_a_killed_worker_and_resumes_after_a_killed_driver(clus
     n_cached = sum(min(chunk, len(paths) - chunk * int(name[6:11])) for name in kept)
     assert f"{n_cached} of {len(paths)} images already in the feature cache; computing {len(paths) - n_cached}" in err
     with np.load(out) as z:
-        np.testing.assert_allclose(z["features"], ref.features, rtol=0, atol=FEATURE_RTOL * float(np.abs(ref.features).max()))
+        np.testing.assert_allclose(
+            z["features"], ref.features, rtol=0, atol=FEATURE_RTOL * float(np.abs(ref.features).max())
+        )
         assert list(z["skipped"]) == ref.skipped and list(z["paths"]) == [p for p, v in zip(paths, ref.valid) if v]
 
 

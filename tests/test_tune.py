@@ -16,8 +16,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-import zsl  # noqa: E402
-from zsl.tune import study_best_params, study_name, suggest, validation_score  # noqa: E402
+import zsl
+from zsl.tune import study_best_params, study_name, suggest, validation_score
 
 ZSL = [sys.executable, "-m", "zsl.cli"]
 TRIALS = 6  # the study's total budget, shared by the two workers
@@ -26,10 +26,14 @@ TRIALS = 6  # the study's total budget, shared by the two workers
 def _two_workers(storage: str, tmp_path: Path) -> str:
     """Start two `zsl tune` workers at once on one storage; return the study name."""
     env = {**os.environ, "ZSL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    cmd = [*ZSL, "tune", "eszsl.linear", "--dataset", "synthetic", "--trials", str(TRIALS), "--storage", storage, "--json"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [
+        *ZSL, "tune", "eszsl.linear", "--dataset", "synthetic", "--trials", str(TRIALS), "--storage", storage, "--json",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     return study_name("eszsl.linear", "synthetic", "default", "zsl")
 
@@ -120,7 +124,7 @@ def test_two_workers_share_a_postgresql_study(tmp_path):
     if as_user:
         shutil.chown(base, "postgres")
     port = _free_port()
-    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True, timeout=120)  # noqa: E731
+    run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True, timeout=120)
     try:
         r = run(bindir / "initdb", "-D", pgdata, "-U", "zsl", "--auth=trust", "-E", "UTF8")
         assert r.returncode == 0, r.stderr

@@ -11,8 +11,8 @@ import pytest
 import zsl
 from zsl.data import require_semantics
 from zsl.errors import DataError, ZSLError
-from zsl.semantics.relation import class_relation, relation_cosine, relation_lstsq, relation_qp
 from zsl.params import ParameterError
+from zsl.semantics.relation import class_relation, relation_cosine, relation_lstsq, relation_qp
 from zsl.semantics.vgse import (
     PatchClustering,
     VGSEConfig,
@@ -22,7 +22,6 @@ from zsl.semantics.vgse import (
     fit_dir,
     fit_vgse,
     load_clustering,
-    transfer_to_unseen,
 )
 from zsl.semantics.vgse_patches import dataset_image_paths, patch_boxes
 
@@ -199,9 +198,11 @@ def test_choose_alpha_takes_the_best_validation_score_or_the_fixed_value():
     train = ds.train_classes
     m.class_embeddings_ = np.random.default_rng(1).dirichlet(np.ones(8), size=len(train)).astype(np.float32)
     cands = (0.0, -0.05, -0.2)
-    mats = {a: embedding_matrix(ds.n_classes, train, m.class_embeddings_, ds.embeddings["glove"], "qp", a)[0] for a in cands}
+    mats = {
+        a: embedding_matrix(ds.n_classes, train, m.class_embeddings_, ds.embeddings["glove"], "qp", a)[0] for a in cands
+    }
     preferred = -0.05
-    scorer = lambda S: 1.0 if np.array_equal(S, mats[preferred]) else 0.5  # noqa: E731
+    scorer = lambda S: 1.0 if np.array_equal(S, mats[preferred]) else 0.5
     alpha, trials = choose_alpha(ds, m, VGSEConfig(alphas=cands), scorer)
     assert alpha == preferred and [t["alpha"] for t in trials] == list(cands)
     assert choose_alpha(ds, m, VGSEConfig(alphas=cands, alpha=-0.2), scorer) == (-0.2, [])
@@ -236,7 +237,9 @@ def test_two_stage_fit_is_honest_validation_classes_go_through_the_relation_step
         folder = _image_folder(tmp_path / f"imgs{colour}", horse_colour=colour)
         ds = zsl.load_dataset(f"image-folder:{folder}", **SPLIT)
         cache = tmp_path / f"cache{colour}"
-        summary = fit_vgse(ds, TINY, scorer=lambda S: float(S[ds.val_classes].min()), cache_dir=cache, progress=False)
+        summary = fit_vgse(
+            ds, TINY, scorer=lambda S, ds=ds: float(S[ds.val_classes].min()), cache_dir=cache, progress=False
+        )
         require_semantics(ds, "vgse", cache)
         fits.append((ds, summary, cache))
     (ds0, s0, cache0), (ds1, s1, _) = fits
@@ -269,7 +272,9 @@ def test_semantics_vgse_runs_the_protocol_with_the_validation_stage_matrix(tmp_p
     assert "vgse" not in ds2.embeddings  # loading never reads learnt embeddings from the cache
     fingerprint = ds2.fingerprint()
     require_semantics(ds2, "vgse")  # asking for them by name does
-    assert {"vgse", "vgse-lstsq", "vgse-cosine"} <= set(ds2.embeddings) and set(ds2.validation_embeddings) == set(SOURCES_ALL)
+    assert {"vgse", "vgse-lstsq", "vgse-cosine"} <= set(ds2.embeddings) and set(ds2.validation_embeddings) == set(
+        SOURCES_ALL
+    )
     assert ds2.fingerprint() == fingerprint  # attaching a source changes no run identity
     np.testing.assert_array_equal(ds2.class_embeddings("glove", stage="val"), ds2.class_embeddings("glove"))
     res = zsl.run_method("eszsl.linear", ds2, semantics="vgse", setting="gzsl")

@@ -23,7 +23,9 @@ def register_method(cls):
     if not name or not isinstance(name, str):
         raise TypeError(f"{cls.__qualname__} needs a string class attribute `name` to be registered")
     if name in _METHODS and _METHODS[name] is not cls:
-        raise ValueError(f"method name {name!r} is registered twice ({_METHODS[name].__qualname__}, {cls.__qualname__})")
+        raise ValueError(
+            f"method name {name!r} is registered twice ({_METHODS[name].__qualname__}, {cls.__qualname__})"
+        )
     if "default" not in getattr(cls, "presets", {}):
         raise TypeError(f"{cls.__qualname__} must declare a 'default' preset")
     axes = [set(cls.presets), set(cls.dataset_presets), set(cls.ablations)]
@@ -71,9 +73,9 @@ def create_method(spec: str, **overrides) -> ZSLMethod:
     if preset not in presets:
         raise ZSLError(f"unknown preset {preset!r} for method {base!r}; valid presets: {', '.join(sorted(presets))}")
     params = {**presets[preset], **overrides}
-    unknown = sorted(set(params) - set(cls._get_param_names()))
+    unknown = sorted(set(params) - set(cls.param_names()))
     if unknown:
-        raise ZSLError(f"{spec}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls._get_param_names())}")
+        raise ZSLError(f"{spec}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls.param_names())}")
     method = cls(**params)
     method.validate_params()
     return method

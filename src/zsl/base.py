@@ -39,7 +39,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .errors import DataError, NotFittedError, ZSLError
-from .io import atomic_write
 from .params import validate_params
 
 
@@ -59,6 +58,11 @@ class ZSLMethod(BaseEstimator):
     parameter_constraints: ClassVar[dict[str, list]] = {}
     runtime_params: ClassVar[tuple[str, ...]] = ()
     gzsl_objective: ClassVar[str] = "H"
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's parameter names (scikit-learn's ``get_params`` keys), sorted."""
+        return cls._get_param_names()
 
     @classmethod
     def all_presets(cls) -> dict[str, dict[str, Any]]:
@@ -93,7 +97,7 @@ class ZSLMethod(BaseEstimator):
                                   "params": {k: _describe_param(v) for k, v in self.get_params(deep=False).items()}})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ZSLMethod":
+    def load(cls, path: str | os.PathLike) -> ZSLMethod:
         """Rebuild a method written by :meth:`save`; refuses pickles and anything else with one line.
 
         The loaded method's parameters are validated and, when it is fitted, it scores (or
@@ -124,7 +128,9 @@ class ZSLMethod(BaseEstimator):
         params = self.get_params(deep=False)
         fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_") and k not in params]
         if not fitted:
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(X, y, class_embeddings, seen_classes) first")
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet; call fit(X, y, class_embeddings, seen_classes) first"
+            )
 
     def validate_params(self) -> None:
         """Check every constructor parameter against ``parameter_constraints`` (one-line error)."""
@@ -143,7 +149,9 @@ class ZSLMethod(BaseEstimator):
             raise DataError(f"class_embeddings must be (n_classes, k); got shape {S.shape}")
         if not np.isfinite(S).all():
             bad = np.where(~np.isfinite(S).all(1))[0]
-            raise DataError(f"class_embeddings has NaN/inf rows for classes {bad[:10].tolist()}: every class needs a description")
+            raise DataError(
+                f"class_embeddings has NaN/inf rows for classes {bad[:10].tolist()}: every class needs a description"
+            )
         seen = np.unique(np.asarray(seen_classes, dtype=np.int64))
         if len(seen) == 0 or seen.min() < 0 or seen.max() >= len(S):
             raise DataError(f"seen_classes must be ids in [0, {len(S)}); got {seen[:10].tolist()}")
@@ -162,7 +170,9 @@ class ZSLMethod(BaseEstimator):
             raise DataError("candidates must be a non-empty 1-d array of class ids")
         n_classes = getattr(self, "n_classes_", None)
         if n_classes is not None and (candidates.min() < 0 or candidates.max() >= n_classes):
-            raise DataError(f"candidates must be class ids in [0, {n_classes}); got {candidates.min()}..{candidates.max()}")
+            raise DataError(
+                f"candidates must be class ids in [0, {n_classes}); got {candidates.min()}..{candidates.max()}"
+            )
         n_features = getattr(self, "n_features_in_", None)
         if n_features is not None and X.shape[1] != n_features:
             raise DataError(f"X has {X.shape[1]} features but the method was fitted on {n_features}")
@@ -212,5 +222,7 @@ def check_features(X) -> np.ndarray:
     X = np.ascontiguousarray(X, dtype=np.float32)
     if not np.isfinite(X).all():
         rows = np.where(~np.isfinite(X).all(1))[0]
-        raise DataError(f"features contain NaN/inf in {len(rows)} rows (first: {rows[:5].tolist()}); clean or re-extract them")
+        raise DataError(
+            f"features contain NaN/inf in {len(rows)} rows (first: {rows[:5].tolist()}); clean or re-extract them"
+        )
     return X

@@ -16,14 +16,17 @@ import pkgutil
 import sys
 import warnings
 from importlib import import_module
-from pathlib import Path
 
 from .errors import ZSLError
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default=None, help="folder with the datasets (default: $ZSL_DATA, else ~/.cache/zsl/data)")
-    p.add_argument("--cache-dir", default=None, help="where derived artefacts go (default: $ZSL_CACHE, else ~/.cache/zsl)")
+    p.add_argument(
+        "--data-root", default=None, help="folder with the datasets (default: $ZSL_DATA, else ~/.cache/zsl/data)"
+    )
+    p.add_argument(
+        "--cache-dir", default=None, help="where derived artefacts go (default: $ZSL_CACHE, else ~/.cache/zsl)"
+    )
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -70,8 +73,10 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
-def run_overrides(spec: str, items: list[str] | None, *, params_from_study: str | None = None, study_storage: str | None = None,
-                  cache_dir=None) -> tuple[dict, dict]:
+def run_overrides(
+    spec: str, items: list[str] | None, *, params_from_study: str | None = None, study_storage: str | None = None,
+    cache_dir=None,
+) -> tuple[dict, dict]:
     """``--set`` values over a study's best trial (when named), validated before any data is loaded.
 
     Returns (overrides, provenance) -- provenance is recorded in the run's config. Methods that can
@@ -86,10 +91,12 @@ def run_overrides(spec: str, items: list[str] | None, *, params_from_study: str 
         from .tune import study_best_params
 
         tuned = study_best_params(params_from_study, study_storage, cache_dir=cache_dir)
-        provenance["params_from_study"] = {"study": params_from_study, "storage": study_storage or "default", "params": tuned}
+        provenance["params_from_study"] = {
+            "study": params_from_study, "storage": study_storage or "default", "params": tuned,
+        }
         overrides = {**tuned, **overrides}
     cls = get_method_class(spec)
-    if "checkpoint_dir" in cls._get_param_names() and "checkpoint_dir" not in overrides:
+    if "checkpoint_dir" in cls.param_names() and "checkpoint_dir" not in overrides:
         overrides["checkpoint_dir"] = str(cache_root(cache_dir) / "checkpoints")
     create_method(spec, **overrides)  # a bad --set is a one-line error before the data is read
     if isinstance(overrides.get("checkpoint_dir"), str):
@@ -118,8 +125,11 @@ def _cmd_run(args) -> int:
     result.config.update(provenance)
     folder = save_run(result, args.cache_dir)
     if args.json:
-        keys = ("acc",) if args.setting == "zsl" else ("U", "S", "H", "U_uncalibrated", "S_uncalibrated", "H_uncalibrated",
-                                                       "gamma", "AUSUC")
+        keys = (
+            ("acc",)
+            if args.setting == "zsl"
+            else ("U", "S", "H", "U_uncalibrated", "S_uncalibrated", "H_uncalibrated", "gamma", "AUSUC")
+        )
         out = {
             "method": result.method,
             "dataset": result.dataset,
@@ -141,11 +151,16 @@ def _cmd_run(args) -> int:
         if args.setting == "zsl":
             print(f"{result.method} on {result.dataset}/{result.split} ZSL top-1 (per-class): {m['acc']:.4f}{label}")
         else:
-            print(f"{result.method} on {result.dataset}/{result.split} GZSL uncalibrated U={m['U_uncalibrated']:.4f} "
-                  f"S={m['S_uncalibrated']:.4f} H={m['H_uncalibrated']:.4f}; calibrated (gamma={m['gamma']:.4g} from validation) "
-                  f"U={m['U']:.4f} S={m['S']:.4f} H={m['H']:.4f}; AUSUC={m.get('AUSUC', float('nan')):.4f}{label}")
-        print(f"fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.2f}s, peak RSS {result.peak_rss_mb:.0f} MiB; "
-              f"selected {result.config['selected']}; saved to {folder}")
+            print(
+                f"{result.method} on {result.dataset}/{result.split} GZSL uncalibrated U={m['U_uncalibrated']:.4f} "
+                f"S={m['S_uncalibrated']:.4f} H={m['H_uncalibrated']:.4f}; "
+                f"calibrated (gamma={m['gamma']:.4g} from validation) "
+                f"U={m['U']:.4f} S={m['S']:.4f} H={m['H']:.4f}; AUSUC={m.get('AUSUC', float('nan')):.4f}{label}"
+            )
+        print(
+            f"fit {result.fit_seconds:.1f}s, predict {result.predict_seconds:.2f}s, peak RSS {result.peak_rss_mb:.0f} "
+            f"MiB; selected {result.config['selected']}; saved to {folder}"
+        )
     return 0
 
 
@@ -169,9 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", choices=("val", "none", "oracle"), default="val",
                    help="model selection: validation classes (default), preset as is, or oracle (test-tuned, labelled)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
-    p.add_argument("--params-from-study", default=None, metavar="NAME",
-                   help="start from the best trial of this Optuna study (`zsl tune` / `zsl cpl search`); recorded in the run config")
-    p.add_argument("--study-storage", default=None, help="storage URL of --params-from-study (default sqlite:///<cache>/optuna/studies.db)")
+    p.add_argument(
+        "--params-from-study",
+        default=None,
+        metavar="NAME",
+        help="start from the best trial of this Optuna study (`zsl tune` / `zsl cpl search`); "
+        "recorded in the run config",
+    )
+    p.add_argument("--study-storage", default=None,
+                   help="storage URL of --params-from-study (default sqlite:///<cache>/optuna/studies.db)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.set_defaults(func=_cmd_run)
 
@@ -249,8 +270,10 @@ def _dispatch(args) -> int:
               "permissions and the free space", file=sys.stderr)
         return 2
     except MemoryError:
-        print("zsl: error: out of memory; use a smaller dataset or batch (e.g. --batch-size), or a machine with more RAM",
-              file=sys.stderr)
+        print(
+            "zsl: error: out of memory; use a smaller dataset or batch (e.g. --batch-size), or a machine with more RAM",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -53,7 +53,9 @@ def hamming_distances(query: np.ndarray, database: np.ndarray, *, block_bytes: i
     query = np.asarray(query, dtype=np.uint8)
     database = np.asarray(database, dtype=np.uint8)
     if query.ndim != 2 or database.ndim != 2 or query.shape[1] != database.shape[1]:
-        raise DataError(f"packed codes must be 2-d with the same number of bytes; got {query.shape} and {database.shape}")
+        raise DataError(
+            f"packed codes must be 2-d with the same number of bytes; got {query.shape} and {database.shape}"
+        )
     qw, dw = as_words(query), as_words(database)
     out = np.empty((len(qw), len(dw)), np.int32)
     step = max(1, block_bytes // max(1, dw.size * 8))

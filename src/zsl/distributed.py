@@ -46,8 +46,8 @@ def require_ray(address: str | None = None):
     constants = sys.modules.get("ray._private.ray_constants")
     if address is not None and is_loopback(address) and getattr(constants, "ENABLE_RAY_CLUSTER", False):
         raise ZSLError(f"ray was imported before zsl could keep it on loopback for {address}; set "
-                       f"{LOOPBACK_ENV}=0 in the environment, or call zsl.distributed.require_ray({address!r}) "
-                       "before importing ray")
+                       f"{LOOPBACK_ENV}=0 in the environment, or call "
+                       f"zsl.distributed.require_ray({address!r}) before importing ray")
     return ray
 
 
@@ -58,7 +58,9 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 def check_address(address: str, *, flag: str = "--ray-address") -> str:
     """A non-empty address string (Ray validates the rest when connecting)."""
     if not isinstance(address, str) or not address.strip():
-        raise ZSLError(f"{flag} must be a Ray cluster address (auto, HOST:PORT, ray://HOST:PORT or local), got {address!r}")
+        raise ZSLError(
+            f"{flag} must be a Ray cluster address (auto, HOST:PORT, ray://HOST:PORT or local), got {address!r}"
+        )
     return address.strip()
 
 
@@ -87,11 +89,11 @@ def ray_cluster(address: str, *, flag: str = "--ray-address", worker_env: bool =
         kwargs["runtime_env"] = {"env_vars": zsl_env}
     try:
         ray.init(address=address, logging_level=logging.WARNING, **kwargs)
-    except Exception as exc:  # ConnectionError, ValueError, RuntimeError: whatever Ray raises, one line
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError: whatever Ray raises, one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ZSLError(f"{flag} {address}: cannot connect to a Ray cluster ({first[:160]}); start one with "
-                       "`ray start --head --port 6379` and pass the address it prints (or 'local' for a "
-                       "one-machine instance)") from None
+                       "`ray start --head --port 6379` and pass the address "
+                       "it prints (or 'local' for a one-machine instance)") from None
     try:
         yield ray
     finally:
@@ -110,8 +112,8 @@ def _check_reachable(address: str, flag: str, timeout: float = 10.0) -> None:
             pass
     except OSError as exc:
         raise ZSLError(f"{flag} {address}: cannot connect to a Ray cluster ({exc.strerror or exc}); start one with "
-                       "`ray start --head --port 6379` and pass the address it prints (or 'local' for a "
-                       "one-machine instance)") from None
+                       "`ray start --head --port 6379` and pass the address "
+                       "it prints (or 'local' for a one-machine instance)") from None
 
 
 def cluster_cpus(ray) -> int:
@@ -163,13 +165,14 @@ class LocalCluster:
         gcs, node_mgr, obj_mgr, agent_listen, agent_grpc, rt_env, metrics, dashboard = _free_ports(8)
         self.address = f"127.0.0.1:{gcs}"
         ray_bin = Path(sys.executable).with_name("ray")
-        cmd = [str(ray_bin) if ray_bin.exists() else shutil.which("ray") or "ray", "start", "--head", "--block",
-               "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(int(num_cpus)), "--num-gpus", "0",
-               "--node-manager-port", str(node_mgr), "--object-manager-port", str(obj_mgr),
-               "--dashboard-agent-listen-port", str(agent_listen),
-               "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(rt_env),
-               "--metrics-export-port", str(metrics), "--include-dashboard", "false", "--dashboard-port", str(dashboard), "--disable-usage-stats",
-               "--temp-dir", str(self.temp_dir)]
+        cmd = [
+            str(ray_bin) if ray_bin.exists() else shutil.which("ray") or "ray", "start", "--head", "--block",
+            "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--num-cpus", str(int(num_cpus)), "--num-gpus", "0",
+            "--node-manager-port", str(node_mgr), "--object-manager-port", str(obj_mgr),
+            "--dashboard-agent-listen-port", str(agent_listen), "--dashboard-agent-grpc-port", str(agent_grpc),
+            "--runtime-env-agent-port", str(rt_env), "--metrics-export-port", str(metrics), "--include-dashboard",
+            "false", "--dashboard-port", str(dashboard), "--disable-usage-stats", "--temp-dir", str(self.temp_dir),
+        ]
         self.log_path = self.temp_dir / "ray-start.log"
         self._log = open(self.log_path, "wb")
         # Ray swaps a loopback --node-ip-address for the machine's network address unless it runs in
@@ -248,7 +251,7 @@ class LocalCluster:
 
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -31,7 +31,6 @@ extractor the index was built with (different dimensionality, backbone or resolu
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError, ZSLError, require_extra
-from .io import atomic_write, write_json
+from .io import file_digest, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -58,8 +57,10 @@ def _faiss():
     return require_extra("faiss", "hashing")
 
 
-def make_binary_index(codes: np.ndarray, n_bits: int, kind: str = "flat", *, hnsw_m: int = 32, ef_construction: int = 64,
-                      ef_search: int = 64, nlist: int | None = None, nprobe: int = 8):
+def make_binary_index(
+    codes: np.ndarray, n_bits: int, kind: str = "flat", *, hnsw_m: int = 32, ef_construction: int = 64,
+    ef_search: int = 64, nlist: int | None = None, nprobe: int = 8,
+):
     """Build a faiss binary index of ``kind`` over (n, n_bits // 8) uint8 codes and add them."""
     faiss = _faiss()
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
@@ -83,14 +84,6 @@ def make_binary_index(codes: np.ndarray, n_bits: int, kind: str = "flat", *, hns
         raise ZSLError(f"unknown index kind {kind!r}; valid kinds: {', '.join(INDEX_KINDS)}")
     index.add(codes)
     return index
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def feature_extractor_of(dataset) -> dict[str, Any]:
@@ -137,13 +130,21 @@ class HashIndex:
         if X.shape[1] != want["dim"]:
             raise IndexMismatchError(
                 f"{self.path}: the index was built on {want['dim']}-d features from {want['name']!r} "
-                f"(resolution {want.get('resolution')}); got {X.shape[1]}-d query features. Extract the queries with the same extractor.")
+                f"(resolution {want.get('resolution')}); got {X.shape[1]}-d "
+                "query features. Extract the queries with the same extractor."
+            )
         if extractor is not None:
             for key in ("name", "resolution"):
-                if extractor.get(key) is not None and want.get(key) is not None and str(extractor[key]) != str(want[key]):
+                if (
+                    extractor.get(key) is not None
+                    and want.get(key) is not None
+                    and str(extractor[key]) != str(want[key])
+                ):
                     raise IndexMismatchError(
                         f"{self.path}: query features come from {key}={extractor[key]!r} but the index was built with "
-                        f"{key}={want[key]!r}; re-extract the queries with {want['name']!r} at resolution {want.get('resolution')}")
+                        f"{key}={want[key]!r}; re-extract the queries with {want['name']!r} at resolution "
+                        f"{want.get('resolution')}"
+                    )
         return X
 
     def encode(self, X: np.ndarray, extractor: dict | None = None) -> np.ndarray:
@@ -152,7 +153,9 @@ class HashIndex:
     def search_codes(self, codes: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.ndim != 2 or codes.shape[1] * 8 != self.n_bits:
-            raise IndexMismatchError(f"{self.path}: the index holds {self.n_bits}-bit codes; got codes of shape {codes.shape}")
+            raise IndexMismatchError(
+                f"{self.path}: the index holds {self.n_bits}-bit codes; got codes of shape {codes.shape}"
+            )
         k = int(min(k, self.index.ntotal))
         D, I = self.index.search(codes, k)
         return D, I
@@ -187,11 +190,15 @@ def index_structure(index, kind: str) -> dict[str, np.ndarray]:
 def _int_param(manifest_index: dict, key: str, lo: int, hi: int, where: Path) -> int:
     v = manifest_index.get(key)
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ZSLError(f"{where}: manifest index parameter {key}={v!r} is not an integer in [{lo}, {hi}]; rebuild the index")
+        raise ZSLError(
+            f"{where}: manifest index parameter {key}={v!r} is not an integer in [{lo}, {hi}]; rebuild the index"
+        )
     return v
 
 
-def rebuild_index(codes: np.ndarray, n_bits: int, kind: str, params: dict, structure: dict[str, np.ndarray], where: Path):
+def rebuild_index(
+    codes: np.ndarray, n_bits: int, kind: str, params: dict, structure: dict[str, np.ndarray], where: Path
+):
     """A faiss index over ``codes`` from the arrays of :func:`index_structure`, each checked first.
 
     Nothing here trusts the arrays: every id and graph link must be in range and every node's
@@ -218,13 +225,19 @@ def rebuild_index(codes: np.ndarray, n_bits: int, kind: str, params: dict, struc
         index = faiss.IndexBinaryHNSW(n_bits, M)
         h = index.hnsw
         cum = faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64)
-        levels, offsets, neighbors = arr("levels", np.int32, 1), arr("offsets", np.int64, 1), arr("neighbors", np.int32, 1)
+        levels, offsets, neighbors = (
+            arr("levels", np.int32, 1), arr("offsets", np.int64, 1), arr("neighbors", np.int32, 1),
+        )
         entry, max_level = int(arr("entry_point", np.int64, 0)), int(arr("max_level", np.int64, 0))
         if len(levels) != n or len(offsets) != n + 1:
             raise refuse(f"the HNSW graph has {len(levels)} nodes for {n} codes")
         if n and (levels.min() < 1 or levels.max() >= len(cum)):
             raise refuse(f"HNSW levels outside [1, {len(cum) - 1}]")
-        if offsets[0] != 0 or offsets[-1] != len(neighbors) or (n and not np.array_equal(np.diff(offsets), cum[levels])):
+        if (
+            offsets[0] != 0
+            or offsets[-1] != len(neighbors)
+            or (n and not np.array_equal(np.diff(offsets), cum[levels]))
+        ):
             raise refuse("HNSW adjacency offsets do not match the node levels")
         if len(neighbors) and (neighbors.min() < -1 or neighbors.max() >= n):
             raise refuse(f"HNSW links outside [0, {n})")
@@ -242,16 +255,22 @@ def rebuild_index(codes: np.ndarray, n_bits: int, kind: str, params: dict, struc
         faiss.copy_array_to_vector(offsets.astype(np.uint64), h.offsets)
         faiss.copy_array_to_vector(neighbors, h.neighbors)
         h.entry_point, h.max_level = entry, max_level
-        h.efConstruction = _int_param(params, "ef_construction", 1, 1 << 20, where) if "ef_construction" in params else 64
+        h.efConstruction = (
+            _int_param(params, "ef_construction", 1, 1 << 20, where) if "ef_construction" in params else 64
+        )
         h.efSearch = _int_param(params, "ef_search", 1, 1 << 20, where)
         index.storage.add(codes)
         index.ntotal = n
         return index
     if kind == "ivf":
-        centroids, sizes, ids = arr("centroids", np.uint8, 2), arr("list_sizes", np.int64, 1), arr("list_ids", np.int64, 1)
+        centroids, sizes, ids = (
+            arr("centroids", np.uint8, 2), arr("list_sizes", np.int64, 1), arr("list_ids", np.int64, 1),
+        )
         nlist = len(centroids)
         if nlist < 1 or centroids.shape[1] * 8 != n_bits or len(sizes) != nlist:
-            raise refuse(f"IVF centroids of shape {centroids.shape} / {len(sizes)} list sizes do not fit {n_bits}-bit codes")
+            raise refuse(
+                f"IVF centroids of shape {centroids.shape} / {len(sizes)} list sizes do not fit {n_bits}-bit codes"
+            )
         if (sizes < 0).any() or sizes.sum() != n or len(ids) != n or \
                 (n and not np.array_equal(np.bincount(np.clip(ids, 0, n - 1), minlength=n), np.ones(n, np.int64))) or \
                 (n and (ids.min() < 0 or ids.max() >= n)):
@@ -275,8 +294,10 @@ def rebuild_index(codes: np.ndarray, n_bits: int, kind: str, params: dict, struc
     raise ZSLError(f"{where}: unknown index kind {kind!r} in the manifest; valid kinds: {', '.join(INDEX_KINDS)}")
 
 
-def build_index(method, database_codes: np.ndarray, out: str | os.PathLike, *, method_spec: str, feature_extractor: dict,
-                dataset_info: dict, database: dict, kind: str = "flat", **index_params) -> Path:
+def build_index(
+    method, database_codes: np.ndarray, out: str | os.PathLike, *, method_spec: str, feature_extractor: dict,
+    dataset_info: dict, database: dict, kind: str = "flat", **index_params,
+) -> Path:
     """Write an index folder for a fitted hashing ``method`` and its database codes (see module docstring)."""
     from . import __version__
     from .persist import save_npz
@@ -296,12 +317,14 @@ def build_index(method, database_codes: np.ndarray, out: str | os.PathLike, *, m
     if kind == "ivf":
         index_params = {**index_params, "nlist": int(index.nlist), "nprobe": int(index.nprobe)}
     if kind == "hnsw":
-        index_params = {**index_params, "hnsw_m": int(index.hnsw.nb_neighbors(1)), "ef_construction": int(index.hnsw.efConstruction),
-                        "ef_search": int(index.hnsw.efSearch)}
+        index_params = {
+            **index_params, "hnsw_m": int(index.hnsw.nb_neighbors(1)),
+            "ef_construction": int(index.hnsw.efConstruction), "ef_search": int(index.hnsw.efSearch),
+        }
     method.save(out / "model.npz")
     save_npz(out / "database.npz", codes=codes, **{k: np.asarray(v) for k, v in database.items()})
     save_npz(out / "structure.npz", **index_structure(index, kind))
-    files = {name: _sha256(out / name) for name in FILES}
+    files = {name: file_digest(out / name) for name in FILES}
     manifest = {
         "format_version": FORMAT_VERSION,
         "zsl_version": __version__,
@@ -338,7 +361,9 @@ def _read_manifest(path: Path) -> dict:
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         old = " (format 1 held a pickled model, which zsl no longer loads)" if version == 1 else ""
-        raise ZSLError(f"{mpath}: index format {version!r} is not {FORMAT_VERSION}{old}; rebuild the index with `zsl index build`")
+        raise ZSLError(
+            f"{mpath}: index format {version!r} is not {FORMAT_VERSION}{old}; rebuild the index with `zsl index build`"
+        )
     problems = []
     if not isinstance(manifest.get("files"), dict) or set(manifest["files"]) != set(FILES):
         problems.append(f"files must list exactly {', '.join(FILES)}")
@@ -350,7 +375,9 @@ def _read_manifest(path: Path) -> dict:
     fx = manifest.get("feature_extractor")
     if not isinstance(fx, dict) or not isinstance(fx.get("dim"), int) or not isinstance(fx.get("name"), str):
         problems.append("feature_extractor needs a name and an integer dim")
-    elif fx.get("resolution") is not None and (not isinstance(fx["resolution"], int) or not 32 <= fx["resolution"] <= 1024):
+    elif fx.get("resolution") is not None and (
+        not isinstance(fx["resolution"], int) or not 32 <= fx["resolution"] <= 1024
+    ):
         problems.append(f"feature_extractor resolution {fx['resolution']!r} is not an integer in [32, 1024]")
     if not isinstance(manifest.get("method"), str):
         problems.append("method must be a name")
@@ -374,25 +401,33 @@ def load_index(path: str | os.PathLike, *, verify: bool = True) -> HashIndex:
         f = path / name
         if not f.is_file():
             raise ZSLError(f"{path}: {name} is missing; rebuild the index")
-        if verify and _sha256(f) != digest:
+        if verify and file_digest(f) != digest:
             raise ZSLError(f"{f}: checksum differs from the manifest (file replaced or corrupt); rebuild the index")
     n_bits = int(manifest["n_bits"])
     method = ZSLMethod.load(path / "model.npz")
     if not method.tags.get("retrieval") or method.name != manifest["method"] or \
             int(method.get_params().get("n_bits", -1)) != n_bits:
-        raise IndexMismatchError(f"{path}: model.npz is a {method.name} {method.get_params().get('n_bits')}-bit model but the "
-                                 f"manifest says {manifest['method']} {n_bits}-bit; rebuild the index")
+        raise IndexMismatchError(
+            f"{path}: model.npz is a {method.name} {method.get_params().get('n_bits')}-bit model but the "
+            f"manifest says {manifest['method']} {n_bits}-bit; rebuild the index"
+        )
     database = load_npz(path / "database.npz", required=("codes", "label", "class_names"))
     codes = database.pop("codes")
     labels, names = database["label"], database["class_names"]
     if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] * 8 != n_bits:
-        raise IndexMismatchError(f"{path}: database.npz holds codes of {codes.dtype} {codes.shape}, not {n_bits}-bit packed codes; "
-                                 "rebuild the index")
+        raise IndexMismatchError(
+            f"{path}: database.npz holds codes of {codes.dtype} "
+            f"{codes.shape}, not {n_bits}-bit packed codes; rebuild the index"
+        )
     if labels.shape != (len(codes),) or labels.dtype.kind not in "iu" or names.ndim != 1 or \
             (len(labels) and (labels.min() < 0 or labels.max() >= len(names))):
         raise ZSLError(f"{path}: database.npz labels do not match its {len(names)} class names; rebuild the index")
     if "path" in database and database["path"].shape != (len(codes),):
-        raise ZSLError(f"{path}: database.npz has {len(database['path'])} paths for {len(codes)} codes; rebuild the index")
+        raise ZSLError(
+            f"{path}: database.npz has {len(database['path'])} paths for {len(codes)} codes; rebuild the index"
+        )
     structure = load_npz(path / "structure.npz")
-    index = rebuild_index(np.ascontiguousarray(codes), n_bits, manifest["index"]["kind"], manifest["index"], structure, path)
+    index = rebuild_index(
+        np.ascontiguousarray(codes), n_bits, manifest["index"]["kind"], manifest["index"], structure, path
+    )
     return HashIndex(path=path, manifest=manifest, method=method, index=index, database=database)

@@ -11,6 +11,10 @@ from typing import Any
 
 from .errors import ZSLError
 
+#: file suffixes zsl reads as images (every one decodes with Pillow): image folders, ``zsl label``
+#: inputs and ``zsl index search`` queries all accept exactly these (compared lower-cased)
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w"):
@@ -63,7 +67,9 @@ def cache_root(explicit: str | os.PathLike | None = None) -> Path:
         root, source = Path(explicit).expanduser(), "--cache-dir"
     else:
         env = os.environ.get("ZSL_CACHE")
-        root, source = (Path(env).expanduser(), "ZSL_CACHE") if env else (Path("~/.cache/zsl").expanduser(), "the default cache")
+        root, source = (
+            (Path(env).expanduser(), "ZSL_CACHE") if env else (Path("~/.cache/zsl").expanduser(), "the default cache")
+        )
     fix = "set ZSL_CACHE or pass --cache-dir to a writable folder"
     blocker = file_in_the_way(root)
     if blocker is not None:
@@ -162,10 +168,28 @@ def content_digest(*parts, length: int = 32) -> str:
     return h.hexdigest()[:length]
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-serialisable config."""
+def file_digest(path: str | os.PathLike, length: int = 64) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks: the digest of data that lives on disk.
+
+    :func:`content_digest` hashes what is in memory; this hashes a file without loading it. sha256
+    (not blake2b) because its full value is what ``sha256sum`` prints, so a user can check an index
+    manifest by hand, and because extracted-archive folders in the shared cache are named by it.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
+
+def config_hash(config: Any, length: int = 16) -> str:
+    """Stable short hash (sha256 hex) of a JSON-serialisable value: keys sorted, other objects as str().
+
+    The key of stored benchmark cells, run folders and the label-space caches; kept sha256 because
+    those keys are already on disk and in results stores (a new hash would orphan them all).
+    """
     blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return hashlib.sha256(blob).hexdigest()[:length]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -31,17 +31,17 @@ Honest output: ConSE always returns *some* nearest labels, even when the vocabul
 everything the classifier knows. Two cases, each flagged (``far``, with ``far_reason``):
 
 ``label``: the answer is far from every class the classifier knows (flower species under an
-ImageNet-1k classifier, which has one flower class, daisy). Each label gets a *known* score in [0, 1]: the share of the label's WordNet
-information (IC-weighted ancestors, as in the ``wordnet`` space) that its nearest classifier class
-holds too -- 1 for ``dog`` (the classifier has 118 dogs below it) or ``bird``, 0.45 for ``primrose``
-(nearest class: daisy, shared up to "flower"). A result carries its top label's ``known`` score and
-that nearest class, and ``far`` = known < ``FAR_THRESHOLD`` (chosen on development images by balanced
-accuracy, see ``benchmarks/results/conse.md``): the classifier has no class at or below the answer,
-so the answer is inferred from loosely related classes. The score is the same in every label space
-(it needs WordNet; words WordNet lacks use the MiniLM similarity of their fallback placement). Two
-per-image alternatives were measured on the development images and rejected because near and far
-vocabularies overlap almost entirely: the cosine of f(x) to the best label, and its ratio to the
-cosine of f(x) to the best classifier class.
+ImageNet-1k classifier, which has one flower class, daisy). Each label gets a *known* score in [0, 1]:
+the share of the label's WordNet information (IC-weighted ancestors, as in the ``wordnet`` space) that
+its nearest classifier class holds too -- 1 for ``dog`` (the classifier has 118 dogs below it) or
+``bird``, 0.45 for ``primrose`` (nearest class: daisy, shared up to "flower"). A result carries its
+top label's ``known`` score and that nearest class, and ``far`` = known < ``FAR_THRESHOLD`` (chosen on
+development images by balanced accuracy, see ``benchmarks/results/conse.md``): the classifier has no
+class at or below the answer, so the answer is inferred from loosely related classes. The score is the
+same in every label space (it needs WordNet; words WordNet lacks use the MiniLM similarity of their
+fallback placement). Two per-image alternatives were measured on the development images and rejected
+because near and far vocabularies overlap almost entirely: the cosine of f(x) to the best label, and
+its ratio to the cosine of f(x) to the best classifier class.
 
 ``image``: nothing in the vocabulary is close to what the classifier sees in this image (a cup of
 coffee against the ten CIFAR-10 names): the top label's cosine to f(x) is below the space's
@@ -50,18 +50,19 @@ coffee against the ten CIFAR-10 names): the top label's cosine to f(x) is below 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import DataError, ZSLError
+from .eval.metrics import ranked_hit_at_k
+from .io import IMAGE_EXTENSIONS
 from .methods.conse import best_over_synonyms, softmax, top_t_weights
 from .semantics.imagenet import imagenet1k_classes, imagenet21k_synsets  # noqa: F401  (public re-exports)
 from .semantics.label_spaces import SPACES, LabelVectors, embed_labels, needs_wordnet, parse_space
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 #: the space ``zsl label`` uses unless told otherwise: chosen on the development set (CIFAR-10 train
 #: images, see benchmarks/results/conse.md), never on the reported test images
@@ -130,11 +131,15 @@ def vocabulary_labels(spec: Any = "imagenet21k") -> tuple[list[list[str]], list[
     if isinstance(spec, (str, os.PathLike)):
         path = Path(spec)
         if not path.is_file():
-            raise DataError(f"{path}: vocabulary file not found (give a file with one label per line, or 'imagenet21k')")
+            raise DataError(
+                f"{path}: vocabulary file not found (give a file with one label per line, or 'imagenet21k')"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: cannot read the vocabulary file ({type(exc).__name__}); it must be UTF-8 text") from None
+            raise DataError(
+                f"{path}: cannot read the vocabulary file ({type(exc).__name__}); it must be UTF-8 text"
+            ) from None
         synonyms = read_vocabulary_lines(text.splitlines(), str(path))
         return synonyms, [None] * len(synonyms), str(path)
     synonyms = read_vocabulary_lines([str(s) for s in spec], "vocabulary list")
@@ -210,10 +215,17 @@ class LabelResult:
 
     def to_json(self) -> dict[str, Any]:
         known = round(self.known, 4) if np.isfinite(self.known) else None
-        return {"image": self.image, "confidence": round(self.confidence, 4), "known": known,
-                "nearest_classifier_class": self.nearest_class, "far_from_classifier": bool(self.far),
-                **({"far_reason": self.far_reason} if self.far else {}),
-                "labels": [{"label": n, "score": round(s, 4), **({"wnids": list(w)} if w else {})} for n, s, w in self.labels]}
+        return {
+            "image": self.image,
+            "confidence": round(self.confidence, 4),
+            "known": known,
+            "nearest_classifier_class": self.nearest_class,
+            "far_from_classifier": bool(self.far),
+            **({"far_reason": self.far_reason} if self.far else {}),
+            "labels": [
+                {"label": n, "score": round(s, 4), **({"wnids": list(w)} if w else {})} for n, s, w in self.labels
+            ],
+        }
 
 
 @dataclass
@@ -239,10 +251,12 @@ class ZeroShotLabeller:
     synonyms' vectors (what zsl did before; kept to measure the difference).
     """
 
-    def __init__(self, vocabulary: Any = "imagenet21k", *, space: str = DEFAULT_SPACE, T: int | None = 10,
-                 exclude_seen: bool = False, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
-                 far_threshold: float | None = None, score_threshold: float | None = None, synonyms: str = "best",
-                 cache_dir=None, progress: bool = False):
+    def __init__(
+        self, vocabulary: Any = "imagenet21k", *, space: str = DEFAULT_SPACE, T: int | None = 10,
+        exclude_seen: bool = False, resolution: int = 224, batch_size: int = 32, num_workers: int | None = None,
+        far_threshold: float | None = None, score_threshold: float | None = None, synonyms: str = "best",
+        cache_dir=None, progress: bool = False,
+    ):
         parse_space(space)  # a bad name is a one-line error before any work
         if T is not None and (not isinstance(T, (int, np.integer)) or T < 1):
             raise ZSLError(f"T must be a positive integer or None (all classes), got {T!r}")
@@ -261,7 +275,9 @@ class ZeroShotLabeller:
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         self.seen_wnids, self.seen_synonyms = imagenet1k_classes()
-        seen = embed_labels(space, self.seen_synonyms, self.seen_wnids, cache_dir=cache_dir, progress=progress).label_means()
+        seen = embed_labels(
+            space, self.seen_synonyms, self.seen_wnids, cache_dir=cache_dir, progress=progress
+        ).label_means()
         self.columns = seen.columns_used()  # all a convex combination of seen classes can touch
         self.seen_blocks = [np.asarray(B.toarray() if hasattr(B, "toarray") else B, np.float32)
                             for B in seen.restrict(self.columns).blocks]  # (1000, k_b) unit rows overall
@@ -270,8 +286,10 @@ class ZeroShotLabeller:
         if vocab.space and vocab.space != space:
             raise ZSLError(f"vocabulary embedded in {vocab.space!r} but the labeller uses {space!r}")
         if len(vocab) == 0:
-            raise DataError(f"vocabulary {vocab.source!r}: no label left to rank ({vocab.excluded} excluded as ImageNet-1k "
-                            f"classes, {len(vocab.missing)} without a vector in space {space!r})")
+            raise DataError(
+                f"vocabulary {vocab.source!r}: no label left to rank ({vocab.excluded} excluded as ImageNet-1k "
+                f"classes, {len(vocab.missing)} without a vector in space {space!r})"
+            )
         self.vocabulary = vocab
         self.excluded = vocab.excluded
         self.missing = list(vocab.missing)
@@ -281,7 +299,7 @@ class ZeroShotLabeller:
         self.far_threshold = FAR_THRESHOLD if far_threshold is None else float(far_threshold)
         self.score_threshold = SCORE_THRESHOLDS.get(space) if score_threshold is None else float(score_threshold)
 
-    def far_reasons(self, ranking: "Ranking") -> list[str]:
+    def far_reasons(self, ranking: Ranking) -> list[str]:
         """Per image: ``"label"``, ``"image"`` or ``""`` (not flagged); see the module docstring."""
         out = []
         for known, score in zip(ranking.known, ranking.scores[:, 0]):
@@ -304,23 +322,20 @@ class ZeroShotLabeller:
         Without WordNet installed every label is NaN. Cached by content beside the label-space
         embeddings, so a warm start does not parse WordNet.
         """
-        import hashlib
-        import json
-
-        from .io import atomic_save_npz, cache_root
+        from .io import atomic_save_npz, cache_root, config_hash
         from .semantics.label_spaces import VERSION
         from .semantics.wordnet import wordnet_available
 
         V = self.vocabulary
-        key = hashlib.sha256(json.dumps([VERSION, self.space, self.synonyms, V.synonyms, V.wnids, self.seen_wnids,
-                                         wordnet_available()]).encode()).hexdigest()[:20]
+        key = config_hash([VERSION, self.space, self.synonyms, V.synonyms, V.wnids, self.seen_wnids,
+                           wordnet_available()], length=20)
         path = cache_root(self.cache_dir) / "labelling" / f"known-{key}.npz"
         if path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
                     if len(z["known"]) == len(V):
                         return z["known"], z["nearest"]
-            except Exception:  # a corrupt cache entry is recomputed, not trusted
+            except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, not trusted
                 pass
         known, nearest = self._compute_known_scores()
         atomic_save_npz(path, known=known, nearest=nearest)
@@ -407,7 +422,9 @@ class ZeroShotLabeller:
                             bool(reasons[i]), reasons[i])
                 for i, name in enumerate(names)]
 
-    def label(self, images: Sequence[Any], top_k: int = 5, *, progress: bool = True) -> tuple[list[LabelResult], list[str]]:
+    def label(
+        self, images: Sequence[Any], top_k: int = 5, *, progress: bool = True
+    ) -> tuple[list[LabelResult], list[str]]:
         """Label image paths (or PIL images / uint8 arrays); returns (results, skipped inputs)."""
         import warnings
 
@@ -466,8 +483,14 @@ def labelled_images(path_or_tar, part: str = "test", *, per_class: int | None = 
     keep = np.arange(len(rows))
     if per_class is not None:
         rng = np.random.default_rng([seed, 16])
-        keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False)
-                                       for c in np.unique(y)]))
+        keep = np.sort(
+            np.concatenate(
+                [
+                    rng.choice(np.flatnonzero(y == c), min(per_class, int((y == c).sum())), replace=False)
+                    for c in np.unique(y)
+                ]
+            )
+        )
     return [rows[i][0] for i in keep], names, y[keep]
 
 
@@ -532,7 +555,7 @@ def choose_score_threshold(near: Sequence[tuple[np.ndarray, np.ndarray]], far: S
     threshold with the best balanced accuracy (ties: the lowest, flagging least). Returns (t, acc)."""
     values = np.unique(np.concatenate([np.asarray(sc) for _, sc in [*near, *far]]))
     cands = np.r_[values[0] - 1e-6, values]
-    rates = lambda pool: _flag_rates(np.asarray(pool[0]), np.asarray(pool[1]), known_threshold, cands, "score")  # noqa: E731
+    rates = lambda pool: _flag_rates(np.asarray(pool[0]), np.asarray(pool[1]), known_threshold, cands, "score")
     acc = 0.5 * (np.mean([1 - rates(p) for p in near], axis=0) + np.mean([rates(p) for p in far], axis=0))
     i = int(np.flatnonzero(acc >= acc.max() - 1e-9)[0])
     return float(cands[i]), float(acc[i])
@@ -543,21 +566,35 @@ def names_hit_at_k(ranking: Ranking, vocabulary: Vocabulary, class_names: Sequen
     """hit@k when the vocabulary is the class names: the true class's label among the first k."""
     index = {_norm_name(n): i for i, n in enumerate(vocabulary.names)}
     true = np.array([index.get(_norm_name(class_names[c]), -1) for c in y])
-    return {k: float(np.mean((ranking.top[:, :k] == true[:, None]).any(1))) for k in ks}
+    return {k: ranked_hit_at_k(ranking.top, true, k) for k in ks}
 
 
-def hierarchy_scores(ranking: Ranking, vocabulary: Vocabulary, true_wnids: Sequence[str], k: int = 5) -> dict[str, float]:
+def label_of_wnid(vocabulary_wnids: Sequence[Sequence[str]], wnids: Sequence[str]) -> np.ndarray:
+    """Index of the label holding each WordNet id (-1 when none does); a merged label holds several ids.
+
+    Merging makes the map exact: each wnid belongs to at most one label of a vocabulary.
+    """
+    owner = {w: j for j, ws in enumerate(vocabulary_wnids) for w in ws}
+    return np.array([owner.get(w, -1) for w in wnids], dtype=np.int64)
+
+
+def hierarchy_scores(
+    ranking: Ranking, vocabulary: Vocabulary, true_wnids: Sequence[str], k: int = 5
+) -> dict[str, float]:
     """Flat hit@k and hierarchical precision@k (Frome et al. 2013) of a ranking over a vocabulary with
     WordNet ids (merged labels count as correct when any of their ids is)."""
-    from .eval.hierarchy import flat_hit_at_k, hierarchical_precision_at_k
+    from .eval.hierarchy import hierarchical_precision_at_k
 
     ranked = [[vocabulary.wnids[j] for j in row] for row in ranking.top]
     valid = {w for ws in vocabulary.wnids for w in ws}
-    return {f"hit@{k}": flat_hit_at_k(ranked, true_wnids, k),
+    return {f"hit@{k}": ranked_hit_at_k(ranking.top, label_of_wnid(vocabulary.wnids, true_wnids), k),
             f"hp@{k}": hierarchical_precision_at_k(ranked, true_wnids, k, valid)}
 
 
-__all__ = ["CIFAR10_WNIDS", "DEFAULT_SPACE", "FAR_THRESHOLD", "IMAGE_EXTENSIONS", "LabelResult", "Ranking", "SPACES", "Vocabulary",
-           "SCORE_THRESHOLDS", "ZeroShotLabeller", "choose_far_threshold", "choose_score_threshold", "classifier_ceiling", "expand_images", "hierarchy_scores",
-           "imagenet1k_classes", "imagenet21k_synsets", "label_images", "labelled_images", "load_vocabulary",
-           "names_hit_at_k", "partition_hit_at_1", "read_vocabulary_lines", "seen_mask", "vocabulary_labels"]
+__all__ = [
+    "CIFAR10_WNIDS", "DEFAULT_SPACE", "FAR_THRESHOLD", "IMAGE_EXTENSIONS", "LabelResult", "Ranking", "SPACES",
+    "Vocabulary", "SCORE_THRESHOLDS", "ZeroShotLabeller", "choose_far_threshold", "choose_score_threshold",
+    "classifier_ceiling", "expand_images", "hierarchy_scores", "imagenet1k_classes", "imagenet21k_synsets",
+    "label_images", "labelled_images", "load_vocabulary", "label_of_wnid", "names_hit_at_k", "partition_hit_at_1",
+    "read_vocabulary_lines", "seen_mask", "vocabulary_labels",
+]

@@ -22,8 +22,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,13 +136,13 @@ class Checkpointer:
 
     @classmethod
     def for_fit(cls, root: str | os.PathLike | None, method: str, params: dict[str, Any], data_digest: str,
-                code: str) -> "Checkpointer":
+                code: str) -> Checkpointer:
         if root is None:
             return cls(None)
         key = content_digest(json.dumps(params, sort_keys=True, default=repr), data_digest, code, length=20)
         return cls(Path(root) / f"{method}-{key}")
 
-    def sub(self, name: str) -> "Checkpointer":
+    def sub(self, name: str) -> Checkpointer:
         """The checkpointer of one stage of a multi-stage fit (a subfolder)."""
         return Checkpointer(self.folder / name if self.folder is not None else None)
 
@@ -158,7 +159,10 @@ class Checkpointer:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - corrupt, foreign or unsafe: never used, training restarts
-            print(f"zsl: ignoring checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=sys.stderr)
+            print(
+                f"zsl: ignoring checkpoint {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                file=sys.stderr,
+            )
             return None
 
     def save(self, state: dict[str, Any]) -> None:

@@ -56,8 +56,9 @@ import math
 import os
 import struct
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -106,15 +107,15 @@ def _zsl_method_classes() -> dict[str, type]:
     import importlib
     import pkgutil
 
-    from . import methods
+    from . import methods, preprocessing
     from ._registry import get_method_class, list_methods
     from .base import ZSLMethod
 
-    from . import preprocessing
-
     registered = {get_method_class(n) for n in list_methods()}
     found: dict[str, type] = {}
-    modules = [importlib.import_module(f"{methods.__name__}.{info.name}") for info in pkgutil.iter_modules(methods.__path__)]
+    modules = [
+        importlib.import_module(f"{methods.__name__}.{info.name}") for info in pkgutil.iter_modules(methods.__path__)
+    ]
     for mod in [*modules, preprocessing]:
         for obj in vars(mod).values():
             if not isinstance(obj, type) or obj.__module__ != mod.__name__:
@@ -165,8 +166,8 @@ def allowed_classes(extra_classes: Iterable[type] = ()) -> dict[str, type]:
 
 
 def _allowed_functions() -> dict[str, Any]:
-    import torch  # noqa: F401
-    import torch.nn.functional  # noqa: F401
+    import torch  # noqa: F401 - the allow-list below is read from the loaded modules
+    import torch.nn.functional  # noqa: F401 - idem
 
     out = {}
     for name in TORCH_FUNCTIONS:
@@ -198,7 +199,9 @@ class _Encoder:
         return PersistError(
             f"cannot save {self.owner}: {where or 'the object'} holds {what}; only arrays, tensors, numbers, strings, "
             "lists/tuples/dicts of those, zsl's own objects, scikit-learn's "
-            f"{', '.join(n.rsplit('.', 1)[1] for n in SKLEARN_CLASSES)} and standard torch.nn layers can be saved as data")
+            f"{', '.join(n.rsplit('.', 1)[1] for n in SKLEARN_CLASSES)} "
+            "and standard torch.nn layers can be saved as data"
+        )
 
     def array(self, a: np.ndarray, where: str) -> int:
         if a.dtype.hasobject:
@@ -238,7 +241,9 @@ class _Encoder:
         if type(obj) in (set, frozenset):
             return {"$set": [self.encode(v, f"{where}{{}}") for v in obj], "frozen": type(obj) is frozenset}
         if type(obj) is dict or _is_plain_ordered_dict(obj):
-            return {"$dict": [[self.encode(k, f"{where} key"), self.encode(v, f"{where}[{k!r}]")] for k, v in obj.items()]}
+            return {
+                "$dict": [[self.encode(k, f"{where} key"), self.encode(v, f"{where}[{k!r}]")] for k, v in obj.items()]
+            }
         import torch
 
         if isinstance(obj, torch.Tensor):
@@ -255,7 +260,9 @@ class _Encoder:
         if _is_function(obj):
             name = self.function_name(obj)
             if name is None:
-                raise self.fail(where, f"the function {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)!s}")
+                raise self.fail(
+                    where, f"the function {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)!s}"
+                )
             return {"$function": name}
         return self.instance(obj, where)
 
@@ -318,10 +325,16 @@ class _Encoder:
             "kind": "module",
             "training": bool(m.training),
             "attributes": self.attributes(type(m), attrs, where),
-            "parameters": {"$dict": [[k, None if p is None else self.tensor(p, _attr(where, k))] for k, p in m._parameters.items()]},
-            "buffers": {"$dict": [[k, None if b is None else self.tensor(b, _attr(where, k))] for k, b in m._buffers.items()]},
+            "parameters": {
+                "$dict": [[k, None if p is None else self.tensor(p, _attr(where, k))] for k, p in m._parameters.items()]
+            },
+            "buffers": {
+                "$dict": [[k, None if b is None else self.tensor(b, _attr(where, k))] for k, b in m._buffers.items()]
+            },
             "non_persistent": sorted(m._non_persistent_buffers_set),
-            "modules": {"$dict": [[k, None if s is None else self.encode(s, _attr(where, k))] for k, s in m._modules.items()]},
+            "modules": {
+                "$dict": [[k, None if s is None else self.encode(s, _attr(where, k))] for k, s in m._modules.items()]
+            },
         }
 
 
@@ -387,9 +400,9 @@ def _library_versions() -> dict[str, str]:
 
 def encode(obj: Any, *, extra_classes: Iterable[type] = (), owner: str | None = None) -> tuple[dict, list[np.ndarray]]:
     """The JSON document and the arrays of ``obj`` (raises :class:`PersistError` for what cannot be data)."""
-    from . import __version__
-
     import torch  # noqa: F401  (zsl's methods are torch-based; tensors and modules are recognised by it)
+
+    from . import __version__
 
     enc = _Encoder(allowed_classes(extra_classes), owner or type(obj).__name__)
     try:
@@ -534,9 +547,13 @@ def _read_checked_zip(path: Path, *, what: str, member_ok) -> tuple[list[str], d
                     if info.file_size > MAX_DOC_BYTES:
                         raise _refuse(path, f"member {info.filename} is {info.file_size} bytes (limit {MAX_DOC_BYTES})")
                     out[info.filename] = zf.read(info)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError, struct.error) as exc:
-        raise _refuse(path, f"is a damaged zip archive ({type(exc).__name__}: {str(exc)[:120]})",
-                      "the file is damaged or was not written by zsl") from None
+    except (
+        zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError, struct.error,
+    ) as exc:
+        raise _refuse(
+            path, f"is a damaged zip archive ({type(exc).__name__}: {str(exc)[:120]})",
+            "the file is damaged or was not written by zsl",
+        ) from None
     return names, out
 
 
@@ -566,7 +583,9 @@ def read_document(path: str | os.PathLike) -> tuple[dict, dict[int, np.ndarray]]
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise _refuse(path, f"its {DOC_MEMBER} is not a zsl object graph (format {found!r})", NOT_OURS)
     if doc.get("version") != VERSION:
-        raise _refuse(path, f"format version {doc.get('version')!r} is not {VERSION}", "re-save it with this zsl version")
+        raise _refuse(
+            path, f"format version {doc.get('version')!r} is not {VERSION}", "re-save it with this zsl version"
+        )
     return doc, arrays
 
 
@@ -621,10 +640,14 @@ class _Decoder:
             raise self.bad(f"class name {name!r} is not a string")
         cls = self.allowed.get(name)
         if cls is None:
-            raise _refuse(self.path, f"refers to {name!r}, which zsl does not rebuild from files "
-                                     f"(allowed: zsl's methods and their helpers, scikit-learn's {', '.join(n.rsplit('.', 1)[1] for n in SKLEARN_CLASSES)}, "
-                                     f"torch.nn layers {_short_list(TORCH_LAYERS, 5)})",
-                          "nothing was executed; do not use files from untrusted sources")
+            raise _refuse(
+                self.path,
+                f"refers to {name!r}, which zsl does not rebuild from files "
+                "(allowed: zsl's methods and their helpers, scikit-learn's "
+                f"{', '.join(n.rsplit('.', 1)[1] for n in SKLEARN_CLASSES)}, "
+                f"torch.nn layers {_short_list(TORCH_LAYERS, 5)})",
+                "nothing was executed; do not use files from untrusted sources",
+            )
         return cls
 
     def array(self, i: Any) -> np.ndarray:
@@ -818,7 +841,10 @@ def _is_tensor(x) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def decode(doc: dict, arrays: dict[int, np.ndarray], *, extra_classes: Iterable[type] = (), path: str | os.PathLike = "<memory>") -> Any:
+def decode(
+    doc: dict, arrays: dict[int, np.ndarray], *, extra_classes: Iterable[type] = (),
+    path: str | os.PathLike = "<memory>",
+) -> Any:
     """Rebuild the object of a document (see :func:`read_document`)."""
     import torch  # noqa: F401  (modules and tensors are rebuilt as torch objects)
 

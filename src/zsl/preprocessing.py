@@ -43,7 +43,7 @@ class RBFAnchors:
         self.n_anchors = n_anchors
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray) -> "RBFAnchors":
+    def fit(self, X: np.ndarray) -> RBFAnchors:
         self._fit(X)
         return self
 
@@ -82,15 +82,17 @@ class RBFAnchors:
 class FeaturePreprocessor:
     """Optional RBF kernel map, optional PCA to ``n_components``, then ``scale`` (see the module docstring)."""
 
-    def __init__(self, n_components: int | None = None, scale: str = "std", random_state: int = 0, max_samples: int = 4000,
-                 rbf_anchors: int | None = None):
+    def __init__(
+        self, n_components: int | None = None, scale: str = "std", random_state: int = 0, max_samples: int = 4000,
+        rbf_anchors: int | None = None,
+    ):
         self.n_components = n_components
         self.scale = scale
         self.random_state = random_state
         self.max_samples = max_samples
         self.rbf_anchors = rbf_anchors
 
-    def fit(self, X: np.ndarray) -> "FeaturePreprocessor":
+    def fit(self, X: np.ndarray) -> FeaturePreprocessor:
         self.fit_transform(X)
         return self
 
@@ -112,7 +114,9 @@ class FeaturePreprocessor:
                 pick = np.random.default_rng(self.random_state).choice(len(X), self.max_samples, replace=False)
                 rows = X[np.sort(pick)]
             k = min(self.n_components, rows.shape[0])
-            pca = PCA(n_components=k, svd_solver="randomized", iterated_power=3, random_state=self.random_state).fit(rows)
+            pca = PCA(n_components=k, svd_solver="randomized", iterated_power=3, random_state=self.random_state).fit(
+                rows
+            )
             self.components_ = pca.components_.astype(np.float32)  # (k, d)
             self.mean_ = X.mean(0)
         elif self.scale in ("std", "whiten"):

@@ -34,8 +34,9 @@ import os
 import random
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,8 @@ def default_storage(cache_dir=None) -> str:
 def study_name(method: str, dataset: str, split: str | None, setting: str = "zsl", semantics: str | None = None,
                objective: str = "val") -> str:
     spec = method if "." in method else f"{method}.default"
-    return f"v{STUDY_VERSION}|{spec}|{dataset}|{split or 'default'}|{setting}|{semantics or 'default-semantics'}|{objective}"
+    return "|".join([f"v{STUDY_VERSION}", spec, dataset, split or "default", setting,
+                     semantics or "default-semantics", objective])
 
 
 def _storage(url: str | None, cache_dir=None):
@@ -67,7 +69,9 @@ def _storage(url: str | None, cache_dir=None):
 
     optuna = require_extra("optuna", "tune")
     url = normalise_url(url or default_storage(cache_dir), cache_dir)
-    engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    )
     # Workers started together race to create the schema on an empty database (one gets "table
     # already exists" / a unique violation); the schema is then there, so opening again succeeds.
     for attempt in range(6):
@@ -90,7 +94,9 @@ def suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
         if kind == "float":
             params[name] = trial.suggest_float(name, decl[1], decl[2], log=bool(decl[3]) if len(decl) > 3 else False)
         elif kind == "int":
-            params[name] = trial.suggest_int(name, int(decl[1]), int(decl[2]), log=bool(decl[3]) if len(decl) > 3 else False)
+            params[name] = trial.suggest_int(
+                name, int(decl[1]), int(decl[2]), log=bool(decl[3]) if len(decl) > 3 else False
+            )
         elif kind == "categorical":
             params[name] = trial.suggest_categorical(name, list(decl[1]))
         else:
@@ -117,13 +123,19 @@ def validation_score(spec: str, dataset, params: dict[str, Any], *, setting: str
     S = dataset.class_embeddings(semantics, stage="val")
     method = make_method(spec, params, seed)
     method.fit(*dataset.subset("train"), S, dataset.train_classes)
-    return {"score": float(objective_value(score_split(method, dataset, setting, stage="val"), setting, method.gzsl_objective))}
+    return {
+        "score": float(
+            objective_value(score_split(method, dataset, setting, stage="val"), setting, method.gzsl_objective)
+        )
+    }
 
 
 def class_folds(seen_classes: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
     """Split the seen class ids into ``folds`` disjoint groups (shuffled with ``seed``)."""
     if folds < 2 or folds > len(seen_classes) // 2:
-        raise ZSLError(f"folds must be in [2, {len(seen_classes) // 2}] for {len(seen_classes)} seen classes; got {folds}")
+        raise ZSLError(
+            f"folds must be in [2, {len(seen_classes) // 2}] for {len(seen_classes)} seen classes; got {folds}"
+        )
     order = np.random.default_rng(seed).permutation(np.asarray(seen_classes))
     return [np.sort(g) for g in np.array_split(order, folds)]
 
@@ -143,8 +155,10 @@ def classwise_cv_score(spec: str, dataset, params: dict[str, Any], *, folds: int
     if source in dataset.validation_embeddings:
         # learnt from seen-class images (VGSE): a held-out seen class would be described by its own
         # photos, so its score would not measure what test does
-        raise ZSLError(f"class-wise CV cannot use {source!r}: those embeddings are learnt from the seen classes' images; "
-                       "use --objective val (validation classes go through the relation step like test classes)")
+        raise ZSLError(
+            f"class-wise CV cannot use {source!r}: those embeddings are learnt from the seen classes' images; "
+            "use --objective val (validation classes go through the relation step like test classes)"
+        )
     X, y = dataset.subset("trainval")
     seen = dataset.seen_classes
     S_local = dataset.class_embeddings(source)[seen]

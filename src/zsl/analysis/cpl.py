@@ -12,12 +12,17 @@ chooses anything. Figures made from real data belong in the cache, not in the re
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..io import atomic_write, cache_root
+from ..io import cache_root
+from .figures import markdown_table as _md_table
+from .figures import pyplot as _plt
+from .figures import save_figure as _save_fig
+from .figures import write_markdown as _write_md
 
 VARIANTS = {
     "full": {},
@@ -35,45 +40,8 @@ SYMBOL = {"lambda_rec": "λ1 (reconstruction)", "lambda_cls": "λ2 (classificati
           "lambda_inter": "λ3 (inter-class)", "beta": "β (generated term)"}
 
 
-def _plt():
-    from ..errors import require_extra
-
-    require_extra("matplotlib", "plots")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def default_out(dataset, cache_dir: str | os.PathLike | None = None) -> Path:
     return cache_root(cache_dir) / "analyses" / "cpl" / f"{dataset.name}-{dataset.split}"
-
-
-def _save_fig(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
-def _write_md(path: Path, text: str) -> Path:
-    with atomic_write(path, "w") as fh:
-        fh.write(text)
-    return path
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -136,7 +104,9 @@ def ablation(dataset, out: Path, *, seeds=(0,), preset="default", base: dict | N
              log: Callable[[str], None] = print) -> list[Path]:
     """Table + bar chart: full model vs no generated samples / no inter-class loss / no decoder."""
     base = dict(base or {})
-    rows = {name: _mean_over_seeds(dataset, {**base, **v}, seeds, preset, semantics, log) for name, v in VARIANTS.items()}
+    rows = {
+        name: _mean_over_seeds(dataset, {**base, **v}, seeds, preset, semantics, log) for name, v in VARIANTS.items()
+    }
     header = ["variant", "ZSL top-1", "GZSL U", "GZSL S", "GZSL H"]
     table = _md_table(header, [[n, r["acc"], r["U"], r["S"], r["H"]] for n, r in rows.items()])
     md = (f"# CPL ablation on {dataset.name}/{dataset.split} (mean of seeds {list(seeds)}; preset {preset}; "
@@ -149,10 +119,14 @@ def relation(dataset, out: Path, *, seeds=(0,), preset="default", base: dict | N
              log: Callable[[str], None] = print) -> list[Path]:
     """Table + bar chart: inter-class soft labels from least squares vs cosine similarity."""
     base = dict(base or {})
-    rows = {rel: _mean_over_seeds(dataset, {**base, "relation": rel}, seeds, preset, semantics, log) for rel in ("lstsq", "cosine")}
+    rows = {
+        rel: _mean_over_seeds(dataset, {**base, "relation": rel}, seeds, preset, semantics, log)
+        for rel in ("lstsq", "cosine")
+    }
     table = _md_table(["relation", "ZSL top-1", "GZSL U", "GZSL S", "GZSL H"],
                       [[n, r["acc"], r["U"], r["S"], r["H"]] for n, r in rows.items()])
-    md = f"# CPL inter-class relation: least squares vs cosine, {dataset.name}/{dataset.split} (seeds {list(seeds)})\n\n{table}"
+    md = (f"# CPL inter-class relation: least squares vs cosine, {dataset.name}/{dataset.split} "
+          f"(seeds {list(seeds)})\n\n{table}")
     return [_write_md(out / "relation.md", md),
             _bar_chart(rows, f"CPL soft labels, {dataset.name}/{dataset.split}", out / "relation.png")]
 
@@ -167,7 +141,9 @@ def sensitivity(dataset, out: Path, *, seeds=(0,), preset="default", base: dict 
     defaults = create_method(f"cpl.{preset}", **base).get_params()
     curves: dict[str, list[tuple[float, dict]]] = {}
     for p in params:
-        curves[p] = [(v, _mean_over_seeds(dataset, {**base, p: v}, seeds, preset, semantics, log)) for v in SENSITIVITY[p]]
+        curves[p] = [
+            (v, _mean_over_seeds(dataset, {**base, p: v}, seeds, preset, semantics, log)) for v in SENSITIVITY[p]
+        ]
     fig, axes = plt.subplots(1, len(params), figsize=(3.4 * len(params), 3.2), squeeze=False)
     for ax, p in zip(axes[0], params):
         xs = [v for v, _ in curves[p]]
@@ -295,6 +271,8 @@ def tsne(dataset, out: Path, *, seed=0, preset="default", base: dict | None = No
         ax.set_yticks([])
     axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=3)
     fig.suptitle(f"t-SNE of unseen test features in CPL's visual space, {dataset.name}/{dataset.split}")
-    md = (f"# t-SNE of unseen test features, {dataset.name}/{dataset.split} (seed {seed}, {max_per_class} per class)\n\n"
-          + _md_table(["model", "ZSL top-1 (on the plotted samples)", "prototype-to-own-class / to-all distance"], rows))
+    md = (
+        f"# t-SNE of unseen test features, {dataset.name}/{dataset.split} (seed {seed}, {max_per_class} per class)\n\n"
+        + _md_table(["model", "ZSL top-1 (on the plotted samples)", "prototype-to-own-class / to-all distance"], rows)
+    )
     return [_write_md(out / "tsne.md", md), _save_fig(fig, out / "tsne.png")]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -215,14 +215,26 @@ def format_table(table: dict, methods, bits, top_k: int, title: str) -> str:
         lines.append(f"{key:14s}" + "".join(f"{b:>16d}b" for b in bits))
         for m in methods:
             cells = [table[m].get(str(b)) for b in bits]
-            lines.append(f"{m:14s}" + "".join(f"{c[key]:>10.4f} ±{c[key + '_std']:.3f}" if c else f"{'-':>17s}" for c in cells))
+            lines.append(
+                f"{m:14s}" + "".join(f"{c[key]:>10.4f} ±{c[key + '_std']:.3f}" if c else f"{'-':>17s}" for c in cells)
+            )
     lines.append("")
     lines.append("fit seconds   " + "".join(f"{b:>16d}b" for b in bits))
     for m in methods:
         cells = [table[m].get(str(b)) for b in bits]
-        lines.append(f"{m:14s}" + "".join(
-            (f"{c['fit_seconds']:>9.1f} x{c['fit_ratio']:<6.2f}" if c.get("fit_ratio") is not None else f"{c['fit_seconds']:>17.1f}")
-            if c else f"{'-':>17s}" for c in cells))
+        lines.append(
+            f"{m:14s}"
+            + "".join(
+                (
+                    f"{c['fit_seconds']:>9.1f} x{c['fit_ratio']:<6.2f}"
+                    if c.get("fit_ratio") is not None
+                    else f"{c['fit_seconds']:>17.1f}"
+                )
+                if c
+                else f"{'-':>17s}"
+                for c in cells
+            )
+        )
     selected = [(m, b, table[m][str(b)]["selected"]) for m in methods for b in bits
                 if str(b) in table[m] and table[m][str(b)]["selected"] != ["preset"]]
     if selected:

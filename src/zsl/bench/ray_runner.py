@@ -36,7 +36,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .runner import Cell, code_version, expand_grid, grid_datasets, run_cell, stored_dataset_name
 
@@ -177,8 +178,11 @@ def run_benchmark_ray(
                 m = row["metrics_json"]
                 score = (f"top-1 {m['acc']:.4f}" if row["setting"] == "zsl"
                          else f"U {m['U']:.4f} S {m['S']:.4f} H {m['H']:.4f}")
-                log(f"[{finished} done] {label}: {score}  ({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} MiB)"
-                    + ("" if stored else " [already stored by another worker]"))
+                log(
+                    f"[{finished} done] {label}: {score}  "
+                    f"({row['wall_seconds']:.1f}s, peak {row['peak_rss_mb']:.0f} MiB)"
+                    + ("" if stored else " [already stored by another worker]")
+                )
 
         for dataset, split, load in todo_sets:
             group = [c for c in cells if (c.dataset, c.split) == (dataset, split) and c.load == load]

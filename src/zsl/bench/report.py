@@ -23,9 +23,10 @@ import io
 import math
 import tomllib
 from collections import defaultdict
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,9 @@ def load_anchors() -> list[dict[str, Any]]:
 
 def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     """(method, dataset, split, setting) -> {metric: (mean, std, n)}, ``errors``: [messages], ``seeds``."""
-    groups: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"values": defaultdict(list), "errors": [], "seeds": set()})
+    groups: dict[tuple, dict[str, Any]] = defaultdict(
+        lambda: {"values": defaultdict(list), "errors": [], "seeds": set()}
+    )
     for r in rows:
         key = (r["method"], r["dataset"], r["split"], r["setting"])
         g = groups[key]
@@ -88,8 +91,11 @@ class _Anchors:
         return f" [pub {a[metric]:.1f}{_sup(self.used.index(a) + 1)}]"
 
     def footnotes(self) -> str:
-        return "\n".join(f"{_sup(i + 1)} published: {a['method']} on {a['dataset']}/{a['split']} {a['setting'].upper()}, "
-                         f"{a['source']}; features: {a['features']}" for i, a in enumerate(self.used))
+        return "\n".join(
+            f"{_sup(i + 1)} published: {a['method']} on {a['dataset']}/{a['split']} {a['setting'].upper()}, "
+            f"{a['source']}; features: {a['features']}"
+            for i, a in enumerate(self.used)
+        )
 
 
 def _sup(i: int) -> str:
@@ -122,7 +128,9 @@ def markdown(rows: list[dict[str, Any]], *, anchors: list[dict] | None = None, t
     if gcols:
         parts.append(f"**GZSL (%): U / S / H of the raw scores (the papers' number) and H with calibrated stacking "
                      f"(gamma chosen on validation classes)**{title_suffix}\n")
-        parts.append("| method | " + " | ".join(f"{d}/{s} {head}" for d, s in gcols for _, head, _ in GZSL_COLUMNS) + " |")
+        parts.append(
+            "| method | " + " | ".join(f"{d}/{s} {head}" for d, s in gcols for _, head, _ in GZSL_COLUMNS) + " |"
+        )
         parts.append("|---|" + "---|" * (len(GZSL_COLUMNS) * len(gcols)))
         for m in methods:
             cells = []
@@ -166,7 +174,9 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         a = anchors.get(key, {})
         for metric in METRICS[key[3]]:
             mean, std, n = entry["stats"].get(metric, (float("nan"), float("nan"), 0))
-            anchor = metric.removesuffix("_uncalibrated") if metric.endswith("_uncalibrated") or key[3] == "zsl" else None
+            anchor = (
+                metric.removesuffix("_uncalibrated") if metric.endswith("_uncalibrated") or key[3] == "zsl" else None
+            )
             w.writerow([*key, metric, f"{mean:.4f}", f"{std:.4f}", n, a.get(anchor, "") if anchor else "",
                         a.get("source", "") if anchor in a else "", len(entry["errors"])])
     return buf.getvalue()
@@ -196,7 +206,9 @@ def plot_bars(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
             vals = [agg.get((m, d, s, setting), {"stats": {}})["stats"].get(metric, (np.nan, 0, 0)) for m in methods]
             x = np.arange(len(methods))
             ax.bar(x, [v[0] for v in vals], yerr=[v[1] for v in vals], capsize=3, color="#4c72b0", label="this run")
-            pub = [anchors.get((m, d, s, setting), {}).get(metric.removesuffix("_uncalibrated"), np.nan) for m in methods]
+            pub = [
+                anchors.get((m, d, s, setting), {}).get(metric.removesuffix("_uncalibrated"), np.nan) for m in methods
+            ]
             if np.isfinite(pub).any():
                 ax.scatter(x, pub, marker="_", s=400, color="#c44e52", zorder=3, label="published")
                 ax.legend(fontsize=8)

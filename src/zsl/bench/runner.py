@@ -33,10 +33,11 @@ import sys
 import time
 import tomllib
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ZSLError
 from ..io import config_hash
@@ -101,7 +102,9 @@ def load_grid(name_or_path: str | os.PathLike, task: str | None = None) -> dict[
         grid["methods"] = ["conse"]  # the labeller is ConSE over the ImageNet-1k classifier; its axes are below
     elif grid["methods"] != "all" and (not isinstance(grid["methods"], list) or not grid["methods"]
                                        or not all(isinstance(m, str) for m in grid["methods"])):
-        raise ZSLError(f"{where}: 'methods' must be \"all\" or a non-empty list of method names, got {grid['methods']!r}")
+        raise ZSLError(
+            f"{where}: 'methods' must be \"all\" or a non-empty list of method names, got {grid['methods']!r}"
+        )
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in grid["seeds"]):
         raise ZSLError(f"{where}: 'seeds' must be integers in [0, {2**32 - 1}], got {grid['seeds']!r}")
     if not isinstance(grid["datasets"], dict) or not all(isinstance(v, dict) for v in grid["datasets"].values()):
@@ -264,8 +267,10 @@ def grid_datasets(grid: dict[str, Any], data_root=None, requested: list[str] | N
     if not out and grid["fallback"]:
         fb = grid["fallback"]
         add(fb, declared.get(fb, {}))
-        notes.append(f"no real dataset found: running on the built-in {fb!r} dataset. Point at real data with "
-                     "--data-root PATH or ZSL_DATA=PATH (a folder holding awa1-lampert/, cifar10-jpg.tar.gz or xlsa17 folders)")
+        notes.append(
+            f"no real dataset found: running on the built-in {fb!r} dataset. Point at real data with "
+            "--data-root PATH or ZSL_DATA=PATH (a folder holding awa1-lampert/, cifar10-jpg.tar.gz or xlsa17 folders)"
+        )
     return out, notes
 
 
@@ -328,8 +333,12 @@ def expand_grid(grid: dict[str, Any], datasets: list[tuple[str, str, dict]]) -> 
                 if setting == "gzsl" and not cls.tags.get("supports_gzsl", True):
                     continue
                 for seed in grid["seeds"]:
-                    cells.append(Cell(spec, dataset, split, setting, int(seed), opts.get("selection", grid["selection"]),
-                                      opts.get("semantics"), dict(opts.get("overrides", {})), dict(load)))
+                    cells.append(
+                        Cell(
+                            spec, dataset, split, setting, int(seed), opts.get("selection", grid["selection"]),
+                            opts.get("semantics"), dict(opts.get("overrides", {})), dict(load),
+                        )
+                    )
     return cells
 
 
@@ -494,7 +503,7 @@ def _run_task_cell(cell: Cell, dataset, *, timeout: float, code: str, grid_name:
             with time_limit(timeout):
                 out = run(cell, dataset, context)
             error = None
-        except (Exception, CellTimeout) as exc:
+        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored, the grid goes on
             out = None
             error = f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=-3)
@@ -551,7 +560,7 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
                 result = run_method(cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed,
                                     selection=cell.selection, overrides=overrides, fit_cache=fit_cache)
             error = None
-        except (Exception, CellTimeout) as exc:
+        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored, the grid goes on
             result = None
             error = f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc(limit=-3)

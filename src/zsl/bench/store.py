@@ -6,7 +6,8 @@ is routed to the ``psycopg`` v3 driver when that is what is installed).
 A row holds the cell's task (``classification``, ``retrieval``, ``labelling``; stores written
 before tasks existed get the column on opening, their rows read as ``classification``), its
 identity (``cell_hash`` = hash of its resolved config, unique: a cell is stored at most once),
-the resolved config and its hash, the code version, the dataset fingerprint, the metrics, fit/predict/wall seconds and peak memory, or the error that stopped it.
+the resolved config and its hash, the code version, the dataset fingerprint, the metrics,
+fit/predict/wall seconds and peak memory, or the error that stopped it.
 Rows are written in one transaction after the cell finishes, so a crash (even SIGKILL) leaves
 either the whole row or nothing; a resumed benchmark skips every hash already stored.
 
@@ -25,8 +26,9 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import ZSLError
 from ..io import cache_root
@@ -41,12 +43,14 @@ def normalise_url(url: str | None, cache_dir=None) -> str:
     if "://" not in url:  # a bare file path
         p = Path(url).expanduser()
         if p.is_dir():
-            raise ZSLError(f"--store {p}: is a folder; give a database file (e.g. {p / 'results.db'}) or a SQLAlchemy URL")
+            raise ZSLError(
+                f"--store {p}: is a folder; give a database file (e.g. {p / 'results.db'}) or a SQLAlchemy URL"
+            )
         _make_parent(p, url)
         return f"sqlite:///{p.resolve()}"
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            import psycopg2  # noqa: F401
+            import psycopg2  # noqa: F401 - only whether the driver is installed
         except ImportError:
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///file:"):
@@ -79,8 +83,10 @@ def make_engine(url: str):
         kwargs["pool_pre_ping"] = True
     try:
         return sa.create_engine(url, **kwargs)
-    except Exception as exc:  # bad URL or missing driver: one line naming the fix
-        raise ZSLError(f"cannot open results store {url!r}: {exc} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)") from None
+    except Exception as exc:  # noqa: BLE001 - bad URL or missing driver: one line naming the fix
+        raise ZSLError(
+            f"cannot open results store {url!r}: {exc} (use sqlite:///PATH or postgresql://USER@HOST:PORT/DB)"
+        ) from None
 
 
 class ResultsStore:
@@ -150,8 +156,10 @@ class ResultsStore:
             columns = self._add_task_column()
         missing = [c.name for c in self.table.columns if c.name not in columns]
         if missing:
-            raise ZSLError(f"results store {self.url!r} has a table 'runs' that is not a zsl results table (missing columns: "
-                           f"{', '.join(missing[:6])}); use another --store")
+            raise ZSLError(
+                f"results store {self.url!r} has a table 'runs' that is not a zsl results table (missing columns: "
+                f"{', '.join(missing[:6])}); use another --store"
+            )
 
     def _add_task_column(self) -> set[str]:
         """Upgrade a store written before tasks existed (``ALTER TABLE ... ADD COLUMN``, old rows NULL =
@@ -169,8 +177,10 @@ class ResultsStore:
         """Raise a one-line error unless a row can be inserted (tried in a transaction that is rolled back)."""
         import sqlalchemy as sa
 
-        probe = {"cell_hash": f"probe-{uuid.uuid4().hex[:24]}", "method": "-", "spec": "-", "dataset": "-", "split": "-",
-                 "setting": "-", "seed": 0, "status": "probe", "config_json": "{}"}
+        probe = {
+            "cell_hash": f"probe-{uuid.uuid4().hex[:24]}", "method": "-", "spec": "-", "dataset": "-", "split": "-",
+            "setting": "-", "seed": 0, "status": "probe", "config_json": "{}",
+        }
         try:
             with self.engine.connect() as conn:
                 trans = conn.begin()
@@ -179,8 +189,11 @@ class ResultsStore:
                 finally:
                     trans.rollback()
         except sa.exc.SQLAlchemyError as exc:
-            raise ZSLError(f"results store {self.url!r} cannot be written ({str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}); "
-                           "check the file's permissions or pass --store with a writable place") from None
+            raise ZSLError(
+                f"results store {self.url!r} cannot be written "
+                f"({str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}); "
+                "check the file's permissions or pass --store with a writable place"
+            ) from None
 
     # ------------------------------------------------------------------------------------
     def done_hashes(self, *, include_errors: bool = True) -> set[str]:
@@ -199,7 +212,7 @@ class ResultsStore:
 
         row = dict(row)
         row.setdefault("host", socket.gethostname())
-        row.setdefault("created_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        row.setdefault("created_at", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
         for key in ("config_json", "metrics_json"):
             if key in row and not isinstance(row[key], str):
                 row[key] = json.dumps(row[key], sort_keys=True, default=str)
@@ -238,8 +251,10 @@ class ResultsStore:
                 r["metrics"] = json.loads(r["metrics_json"]) if r.get("metrics_json") else {}
                 r["config"] = json.loads(r["config_json"]) if r.get("config_json") else {}
             except (TypeError, ValueError) as exc:
-                raise ZSLError(f"results store {self.url!r}: row {r.get('id')} holds malformed JSON ({exc}); the store was "
-                               "edited or is damaged -- delete that row or use another --store") from None
+                raise ZSLError(
+                    f"results store {self.url!r}: row {r.get('id')} holds malformed JSON ({exc}); the store was "
+                    "edited or is damaged -- delete that row or use another --store"
+                ) from None
         return out
 
     def count(self) -> int:

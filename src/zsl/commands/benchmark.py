@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..bench.runner import TASKS
+
 TASKS_HELP = """\
 tasks (one runner, one results store, one report; a cell is stored once under the hash of its config):
   classification  method x dataset x split x setting (ZSL, GZSL) x seed: per-class top-1, GZSL U/S/H
@@ -114,8 +115,8 @@ def _handler(args) -> int:
                                 datasets=args.datasets, retry_errors=args.retry_errors)
     if not summary["cells"] and not summary["load_errors"] and not summary["over_budget"]:
         if not args.methods and not args.datasets:
-            raise ZSLError(f"grid {grid['name']!r} found none of its datasets ({', '.join(grid['datasets'])}) under the "
-                           "data root; point at the data with --data-root or ZSL_DATA, or pass --datasets "
+            raise ZSLError(f"grid {grid['name']!r} found none of its datasets ({', '.join(grid['datasets'])}) "
+                           "under the data root; point at the data with --data-root or ZSL_DATA, or pass --datasets "
                            "image-folder:PATH")
         raise ZSLError(f"no cell of grid {grid['name']!r} matches --methods {' '.join(args.methods or ['(all)'])} "
                        f"--datasets {' '.join(args.datasets or ['(all)'])}; a method named with a preset must use the "

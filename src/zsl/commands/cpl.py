@@ -20,17 +20,25 @@ def register(subparsers) -> None:
     p.add_argument("analysis", choices=ANALYSES + ("search",))
     add_dataset_args(p)
     p.add_argument("--out", default=None, help="output folder (default: <cache>/analyses/cpl/<dataset>-<split>/)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds averaged by ablation/relation/sensitivity (default 0)")
+    p.add_argument(
+        "--seeds", default="0", help="comma-separated seeds averaged by ablation/relation/sensitivity (default 0)"
+    )
     p.add_argument("--preset", default="default", help="CPL preset (default: default)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a CPL hyperparameter (repeatable)")
-    p.add_argument("--params-from-study", default=None, metavar="NAME",
-                   help="start from the best trial of this Optuna study (see `zsl cpl search`); recorded with the outputs")
-    p.add_argument("--study-storage", default=None, help="storage of --params-from-study (default sqlite:///<cache>/optuna/studies.db)")
-    p.add_argument("--params", default=None, help="sensitivity: comma-separated subset of lambda_rec,lambda_cls,lambda_inter,beta")
+    p.add_argument(
+        "--params-from-study", default=None, metavar="NAME",
+        help="start from the best trial of this Optuna study (see `zsl cpl search`); recorded with the outputs",
+    )
+    p.add_argument("--study-storage", default=None,
+                   help="storage of --params-from-study (default sqlite:///<cache>/optuna/studies.db)")
+    p.add_argument(
+        "--params", default=None, help="sensitivity: comma-separated subset of lambda_rec,lambda_cls,lambda_inter,beta"
+    )
     g = p.add_argument_group("search")
     g.add_argument("--n-trials", type=int, default=20, help="search: total trials the study should hold (default 20)")
     g.add_argument("--folds", type=int, default=3, help="search: class-wise folds over the seen classes (default 3)")
-    g.add_argument("--storage", default=None, help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/studies.db)")
+    g.add_argument("--storage", default=None,
+                   help="search: SQLAlchemy URL (default sqlite:///<cache>/optuna/studies.db)")
     g.add_argument("--max-per-class", type=int, default=0, help="search: images per seen class used (default 0 = all)")
     g.add_argument("--json", action="store_true", help="search: print one JSON object with the best parameters")
     p.set_defaults(func=_cmd_cpl)
@@ -43,7 +51,7 @@ def _cmd_cpl(args) -> int:
     from ..errors import ZSLError
 
     create_method(f"cpl.{args.preset}", **parse_overrides(args.set))  # a bad --set or preset: one line, before any work
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     if args.analysis == "search":
         import argparse
 

@@ -30,7 +30,10 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("images", help="folder of images (class subfolders optional), a .tar.gz of one, or one image")
     p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, help=f"input size in pixels (default {DEFAULT_RESOLUTION})")
+    p.add_argument(
+        "--resolution", type=int, default=DEFAULT_RESOLUTION,
+        help=f"input size in pixels (default {DEFAULT_RESOLUTION})",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=None, help="decoding processes (default: one per spare core)")
     p.add_argument("--logits", action="store_true", help="also store the ImageNet-1k logits")
@@ -97,6 +100,10 @@ def _cmd_extract(args) -> int:
         arrays["logits"] = ext.logits
     save_npz(out, **arrays)
     n_classes = len(scan.class_names)
-    print(f"wrote {out}: {len(kept)} images x {ext.features.shape[1]} features, {n_classes} class{'es' * (n_classes != 1)}"
-          f"{f', {len(ext.skipped)} skipped' if ext.skipped else ''}", file=sys.stderr)
+    print(
+        f"wrote {out}: {len(kept)} images x {ext.features.shape[1]} features, {n_classes} "
+        f"class{'es' * (n_classes != 1)}"
+        f"{f', {len(ext.skipped)} skipped' if ext.skipped else ''}",
+        file=sys.stderr,
+    )
     return 0

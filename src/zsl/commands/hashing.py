@@ -44,13 +44,19 @@ def register(subparsers) -> None:
                    help="class splits to average over (default: --split if given, else every split of the dataset, "
                         "e.g. cifar10 rot0..rot4)")
     p.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64, 128], help="code lengths (multiples of 8)")
-    p.add_argument("--methods", nargs="+", default=["lsh", "itq", "sdh", "zsh"], help="hashing methods (name or name.preset)")
+    p.add_argument(
+        "--methods", nargs="+", default=["lsh", "itq", "sdh", "zsh"], help="hashing methods (name or name.preset)"
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the methods (mean ± std over them)")
     p.add_argument("--select", choices=["validation", "none"], default="validation",
                    help="choose hyperparameters on validation classes (default) or use the presets as they are")
-    p.add_argument("--queries", type=int, default=1000,
-                   help="unseen-class queries drawn when the dataset has no fixed query set (AwA1); cap on validation queries")
-    p.add_argument("--query-seed", type=int, default=0, help="seed of the query draw (AwA1) and of the validation split")
+    p.add_argument(
+        "--queries", type=int, default=1000,
+        help="unseen-class queries drawn when the dataset has no fixed query set (AwA1); cap on validation queries",
+    )
+    p.add_argument(
+        "--query-seed", type=int, default=0, help="seed of the query draw (AwA1) and of the validation split"
+    )
     p.add_argument("--top-k", type=int, default=1000, help="k of mAP@k")
     p.add_argument("--pr-bits", type=int, default=64, help="code length of the precision-recall plot")
     p.add_argument("--out", default=None, help="output folder (default: under the cache)")
@@ -73,18 +79,25 @@ def _cmd_hashing(args) -> int:
     if args.top_k < 1:
         raise ZSLError(f"--top-k {args.top_k}: must be a positive number of items")
     splits = args.splits or ([args.split] if args.split else list(dataset_splits(args.dataset, args.data_root)))
-    settings = {"dataset": args.dataset, "splits": splits, "bits": args.bits, "methods": args.methods, "seeds": args.seeds,
-                "semantics": args.semantics, "select": args.select, "queries": args.queries, "query_seed": args.query_seed,
-                "top_k": args.top_k}
-    out = Path(args.out) if args.out else cache_root(args.cache_dir) / "hashing" / f"{args.dataset}-{config_hash(settings)}"
+    settings = {
+        "dataset": args.dataset, "splits": splits, "bits": args.bits, "methods": args.methods, "seeds": args.seeds,
+        "semantics": args.semantics, "select": args.select, "queries": args.queries, "query_seed": args.query_seed,
+        "top_k": args.top_k,
+    }
+    out = (
+        Path(args.out)
+        if args.out
+        else cache_root(args.cache_dir) / "hashing" / f"{args.dataset}-{config_hash(settings)}"
+    )
 
     def save_partial(runs, selection):  # a long table survives an interruption: every finished run is on disk
         write_json(out / "results.partial.json", {"settings": settings, "selection": selection, "runs": runs})
 
-    res = run_hashing_table(args.dataset, splits=splits, methods=args.methods, bits=args.bits, seeds=args.seeds,
-                            semantics=args.semantics, select=args.select, query_seed=args.query_seed,
-                            n_queries=args.queries, top_k=args.top_k, data_root=args.data_root, cache_dir=args.cache_dir,
-                            on_run=save_partial)
+    res = run_hashing_table(
+        args.dataset, splits=splits, methods=args.methods, bits=args.bits, seeds=args.seeds, semantics=args.semantics,
+        select=args.select, query_seed=args.query_seed, n_queries=args.queries, top_k=args.top_k,
+        data_root=args.data_root, cache_dir=args.cache_dir, on_run=save_partial,
+    )
     table = summarise(res["runs"], args.methods, args.bits, args.top_k)
     write_json(out / "results.json", {"settings": settings, "table": table, **res})
     png = None

@@ -6,10 +6,10 @@
 ``build`` fits the hashing method on the seen-class training images (the zero-shot retrieval
 protocol of ``zsl.eval.retrieval``), encodes the retrieval database (cifar10: every train-folder
 image; other datasets: every image but the held-out queries) and writes the index folder of
-``zsl.index`` (arrays + JSON: the fitted model, the codes, the faiss structure, a manifest). ``search`` takes a features file
-(``.npz`` with ``X`` or ``features``, optionally ``extractor`` and ``resolution`` entries, or a
-``.npy``) or an image file (features extracted with the backbone and resolution the index was
-built with), encodes it and prints the k nearest database items by Hamming distance.
+``zsl.index`` (arrays + JSON: the fitted model, the codes, the faiss structure, a manifest).
+``search`` takes a features file (``.npz`` with ``X`` or ``features``, optionally ``extractor`` and
+``resolution`` entries, or a ``.npy``) or an image file (features extracted with the backbone and
+resolution the index was built with), encodes it and prints the k nearest database items by Hamming distance.
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ZSLError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from ..io import IMAGE_EXTENSIONS
 
 
 def register(subparsers) -> None:
@@ -61,10 +60,16 @@ def check_index_out(out: Path) -> None:
         raise ZSLError(f"--out {out}: is a file; give a folder for the index")
     # an earlier index, complete or cut short (temp files of atomic writes, format-1 files), is replaced
     ours = {MANIFEST, *FILES, "model.pkl", "codes.faiss"}
-    others = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.endswith(".tmp")) if out.is_dir() else []
+    others = (
+        sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.endswith(".tmp"))
+        if out.is_dir()
+        else []
+    )
     if others:
-        raise ZSLError(f"--out {out}: the folder holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
-                       "give a new or empty folder (an earlier index there is replaced)")
+        raise ZSLError(
+            f"--out {out}: the folder holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+            "give a new or empty folder (an earlier index there is replaced)"
+        )
     check_writable(out, what="--out", kind="folder")
 
 
@@ -78,8 +83,10 @@ def _cmd_build(args) -> int:
         raise ZSLError(f"method {args.method!r} is not a hashing method; use lsh, itq, sdh or zsh")
     if args.bits <= 0 or args.bits % 8:
         raise ZSLError(f"--bits {args.bits}: the code length must be a positive multiple of 8")
-    for flag, value, lo in (("--hnsw-m", args.hnsw_m, 2), ("--ef-search", args.ef_search, 1), ("--nlist", args.nlist, 1),
-                            ("--nprobe", args.nprobe, 1)):
+    for flag, value, lo in (
+        ("--hnsw-m", args.hnsw_m, 2), ("--ef-search", args.ef_search, 1), ("--nlist", args.nlist, 1),
+        ("--nprobe", args.nprobe, 1),
+    ):
         if value is not None and value < lo:
             raise ZSLError(f"{flag} must be >= {lo}, got {value}")
     out = Path(args.out).expanduser()
@@ -97,10 +104,20 @@ def _cmd_build(args) -> int:
         database["path"] = np.asarray(data.database_paths)
     params = {"hnsw_m": args.hnsw_m, "ef_search": args.ef_search} if args.kind == "hnsw" else (
         {"nlist": args.nlist, "nprobe": args.nprobe} if args.kind == "ivf" else {})
-    out = build_index(method, codes, out, method_spec=args.method, feature_extractor=feature_extractor_of(ds),
-                      dataset_info={"name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint(),
-                                    "semantics": args.semantics or ds.default_semantics, "n_train": int(len(data.y_train))},
-                      database=database, kind=args.kind, **params)
+    out = build_index(
+        method,
+        codes,
+        out,
+        method_spec=args.method,
+        feature_extractor=feature_extractor_of(ds),
+        dataset_info={
+            "name": ds.name, "split": ds.split, "fingerprint": ds.fingerprint(),
+            "semantics": args.semantics or ds.default_semantics, "n_train": int(len(data.y_train)),
+        },
+        database=database,
+        kind=args.kind,
+        **params,
+    )
     print(f"indexed {len(codes)} {args.bits}-bit {args.method} codes of {ds.name}/{ds.split} ({args.kind}) -> {out}")
     return 0
 
@@ -121,25 +138,32 @@ def load_query(path: Path, manifest: dict) -> tuple[np.ndarray, dict | None]:
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npz ({exc})") from None
         X = X[None, :] if X.ndim == 1 else X
-        return X, ({"name": extractor.get("extractor"), "resolution": extractor.get("resolution")} if extractor else None)
+        return X, (
+            {"name": extractor.get("extractor"), "resolution": extractor.get("resolution")} if extractor else None
+        )
     if suffix == ".npy":
         try:
             X = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy ({exc})") from None
         return (X[None, :] if X.ndim == 1 else X), None
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_EXTENSIONS:
         want = manifest["feature_extractor"]
         if want.get("name") != "efficientnet-lite0":
-            raise DataError(f"the index was built on {want['name']!r} features, which cannot be computed from an image; "
-                            "pass query features from the same extractor (.npz with X)")
+            raise DataError(
+                f"the index was built on {want['name']!r} features, which cannot be computed from an image; "
+                "pass query features from the same extractor (.npz with X)"
+            )
         from ..features import extract_features
 
         X = extract_features([str(path)], resolution=int(want["resolution"]), progress=False)
         if len(X) == 0:
             raise DataError(f"{path}: the image could not be decoded")
         return X, {"name": want["name"], "resolution": want["resolution"]}
-    raise DataError(f"{path}: unknown query type {suffix!r}; pass features (.npz/.npy) or an image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    raise DataError(
+        f"{path}: unknown query type {suffix!r}; pass features (.npz/.npy) or an image "
+        f"({', '.join(IMAGE_EXTENSIONS)})"
+    )
 
 
 def _cmd_search(args) -> int:
@@ -165,7 +189,11 @@ def _cmd_search(args) -> int:
             hits.append(hit)
         results.append(hits)
     if args.json:
-        print(json.dumps({"index": str(idx.path), "method": idx.manifest["method"], "n_bits": idx.n_bits, "results": results}))
+        print(
+            json.dumps(
+                {"index": str(idx.path), "method": idx.manifest["method"], "n_bits": idx.n_bits, "results": results}
+            )
+        )
     else:
         for q, hits in enumerate(results):
             print(f"query {q}: top {len(hits)} of {idx.index.ntotal} ({idx.manifest['method']}, {idx.n_bits} bits, "

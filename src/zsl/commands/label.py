@@ -23,8 +23,12 @@ def register(subparsers) -> None:
     from ..labelling import DEFAULT_SPACE
     from ..semantics.label_spaces import SPACES
 
-    p = subparsers.add_parser("label", help="zero-shot label images against any vocabulary (ConSE over the ImageNet-1k classifier)")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (searched recursively)")
+    p = subparsers.add_parser(
+        "label", help="zero-shot label images against any vocabulary (ConSE over the ImageNet-1k classifier)"
+    )
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders (searched recursively)"
+    )
     p.add_argument("--vocabulary", default="imagenet21k",
                    help="'imagenet21k' (default: the 21k ImageNet synsets) or a text file with one label per line "
                         "('a, b' on a line are synonyms of one label)")
@@ -32,11 +36,20 @@ def register(subparsers) -> None:
                    help=f"label space the classes and labels are compared in: {', '.join(SPACES)} "
                         f"(default {DEFAULT_SPACE}, chosen on a development set)")
     p.add_argument("--top-k", type=int, default=5, help="labels printed per image (default 5)")
-    p.add_argument("--exclude-seen", action="store_true", help="drop labels that are ImageNet-1k classes (truly zero-shot answers)")
-    p.add_argument("-T", "--T", dest="T", type=int, default=10, help="ConSE: number of top classifier labels combined (default 10; 0 = all)")
-    p.add_argument("--resolution", type=int, default=224, help="input resolution of the classifier in pixels (default 224)")
+    p.add_argument(
+        "--exclude-seen", action="store_true", help="drop labels that are ImageNet-1k classes (truly zero-shot answers)"
+    )
+    p.add_argument(
+        "-T", "--T", dest="T", type=int, default=10,
+        help="ConSE: number of top classifier labels combined (default 10; 0 = all)",
+    )
+    p.add_argument(
+        "--resolution", type=int, default=224, help="input resolution of the classifier in pixels (default 224)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON lines) on stdout")
-    p.add_argument("--cache-dir", default=None, help="where the label-space embeddings are cached (default: $ZSL_CACHE)")
+    p.add_argument(
+        "--cache-dir", default=None, help="where the label-space embeddings are cached (default: $ZSL_CACHE)"
+    )
     p.set_defaults(func=_cmd_label)
 
 
@@ -79,8 +92,11 @@ def _cmd_label(args) -> int:
         else:
             print(f"{r.image}  (confidence {r.confidence:.2f})")
             if r.far_reason == "label":
-                print(f"  note: far from what the classifier knows -- its nearest class to {r.labels[0][0]!r} is "
-                      f"{r.nearest_class!r} (known {r.known:.2f} < {labeller.far_threshold:.2f}); treat these labels as guesses")
+                print(
+                    f"  note: far from what the classifier knows -- its nearest class to {r.labels[0][0]!r} is "
+                    f"{r.nearest_class!r} (known {r.known:.2f} < "
+                    f"{labeller.far_threshold:.2f}); treat these labels as guesses"
+                )
             elif r.far_reason == "image":
                 print(f"  note: no label is close to what the classifier sees (best score {r.labels[0][1]:.2f} < "
                       f"{labeller.score_threshold:.2f}); treat these labels as guesses")

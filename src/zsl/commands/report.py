@@ -18,8 +18,10 @@ def register(subparsers) -> None:
     p.add_argument("--datasets", nargs="+", default=None)
     p.add_argument("--csv", default=None, metavar="PATH", help="also write the long-format CSV here")
     p.add_argument("--plots", default=None, metavar="DIR", help="also write one PNG bar chart per dataset/split here")
-    p.add_argument("--update-readme", default=None, metavar="README",
-                   help="replace the section between <!-- zsl-report:start --> and <!-- zsl-report:end --> with the tables")
+    p.add_argument(
+        "--update-readme", default=None, metavar="README",
+        help="replace the section between <!-- zsl-report:start --> and <!-- zsl-report:end --> with the tables",
+    )
     p.add_argument("--cache-dir", default=None, help="cache root (default: $ZSL_CACHE, else ~/.cache/zsl)")
     p.set_defaults(func=_handler)
 

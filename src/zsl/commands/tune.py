@@ -22,11 +22,14 @@ def add_tune_args(p) -> None:
                    help="tpe, or grid: each trial a distinct point of a categorical space, in a fixed order")
     p.add_argument("--folds", type=int, default=3, help="class-wise CV: folds over the seen classes (default 3)")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna storage, e.g. postgresql://user@host:5432/db (default: sqlite:///<cache>/optuna/studies.db)")
+                   help="Optuna storage, e.g. postgresql://user@host:5432/db "
+                   "(default: sqlite:///<cache>/optuna/studies.db)")
     p.add_argument("--study-name", default=None, help="override the derived study name")
     p.add_argument("--seed", type=int, default=0, help="seed for the fits")
     p.add_argument("--max-per-class", type=int, default=None, help="class-wise CV: images per seen class (default all)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix a hyperparameter outside the search (repeatable)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="fix a hyperparameter outside the search (repeatable)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object with the best parameters")
 
 
@@ -58,8 +61,10 @@ def run_tune(args) -> int:
     if fixed:
         create_method(spec, **fixed)  # a bad --set is a one-line error before the data is read
     load = {"max_per_class": args.max_per_class} if args.max_per_class and args.objective == "val" else {}
-    ds = require_semantics(load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir, **load),
-                           args.semantics, args.cache_dir)
+    ds = require_semantics(
+        load_dataset(args.dataset, args.split, data_root=args.data_root, cache_dir=args.cache_dir, **load),
+        args.semantics, args.cache_dir,
+    )
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     study = tune(spec, ds, objective=args.objective, setting=args.setting, trials=args.trials, storage=args.storage,
                  semantics=args.semantics, seed=args.seed, folds=args.folds, sampler=args.sampler,

@@ -66,7 +66,9 @@ def register(subparsers) -> None:
 
     def common(q):
         q.add_argument("--dataset", required=True, help="dataset with photos: flo, cifar10 or image-folder:PATH")
-        q.add_argument("--split", nargs="+", default=[None], help="split(s), e.g. rot0 rot1 (default: the dataset's first)")
+        q.add_argument(
+            "--split", nargs="+", default=[None], help="split(s), e.g. rot0 rot1 (default: the dataset's first)"
+        )
         q.add_argument("--data-root", default=None, help="data root (default: $ZSL_DATA)")
         q.add_argument("--cache-dir", default=None, help="cache root (default: $ZSL_CACHE, else ~/.cache/zsl)")
         q.add_argument("--max-per-class", type=int, default=None,
@@ -80,15 +82,38 @@ def register(subparsers) -> None:
     f.add_argument("--grid", type=int, default=d.grid, help=f"patch grid per side: N_t = grid^2 (default {d.grid})")
     f.add_argument("--patch-fraction", type=float, default=d.patch_fraction,
                    help=f"patch side / shorter image side (default {d.patch_fraction})")
-    f.add_argument("--resolution", type=int, default=d.resolution, help=f"backbone input size of each patch (default {d.resolution})")
-    f.add_argument("--word-vectors", default=d.word_vectors, help=f"class-name vectors for L_sem and the relation (default {d.word_vectors})")
-    f.add_argument("--clusters", type=int, default=d.n_clusters, help=f"D_v, the number of visual clusters (default {d.n_clusters})")
-    f.add_argument("--hidden", type=int, default=d.hidden, help=f"width of the trainable projection head, 0 = none (default {d.hidden})")
-    f.add_argument("--lambda-sem", type=float, default=d.lambda_sem, help=f"weight of the cluster-to-semantic loss (default {d.lambda_sem:g})")
-    f.add_argument("--lambda-bal", type=float, default=d.lambda_bal, help=f"weight of the cluster-balance loss (default {d.lambda_bal:g})")
+    f.add_argument(
+        "--resolution", type=int, default=d.resolution,
+        help=f"backbone input size of each patch (default {d.resolution})",
+    )
+    f.add_argument(
+        "--word-vectors", default=d.word_vectors,
+        help=f"class-name vectors for L_sem and the relation (default {d.word_vectors})",
+    )
+    f.add_argument(
+        "--clusters", type=int, default=d.n_clusters,
+        help=f"D_v, the number of visual clusters (default {d.n_clusters})",
+    )
+    f.add_argument(
+        "--hidden", type=int, default=d.hidden,
+        help=f"width of the trainable projection head, 0 = none (default {d.hidden})",
+    )
+    f.add_argument(
+        "--lambda-sem", type=float, default=d.lambda_sem,
+        help=f"weight of the cluster-to-semantic loss (default {d.lambda_sem:g})",
+    )
+    f.add_argument(
+        "--lambda-bal", type=float, default=d.lambda_bal,
+        help=f"weight of the cluster-balance loss (default {d.lambda_bal:g})",
+    )
     f.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
-    f.add_argument("--alpha", type=float, default=None,
-                   help=f"fix the QP relation's lower bound (default: chosen on validation among {', '.join(f'{a:g}' for a in d.alphas)})")
+    f.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="fix the QP relation's lower bound (default: chosen on validation among "
+        f"{', '.join(f'{a:g}' for a in d.alphas)})",
+    )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--figure", default=None, metavar="PNG", help="also draw the cluster figure here")
     f.set_defaults(func=_fit)
@@ -98,7 +123,9 @@ def register(subparsers) -> None:
     g.add_argument("--out", required=True, metavar="PNG")
     g.add_argument("--n-clusters-shown", type=int, default=6)
     g.add_argument("--per-row", type=int, default=6, help="patches shown per cluster and panel")
-    g.add_argument("--unseen-images", type=int, default=10, help="test photos per unseen class cropped for the unseen panel")
+    g.add_argument(
+        "--unseen-images", type=int, default=10, help="test photos per unseen class cropped for the unseen panel"
+    )
     g.set_defaults(func=_figure)
 
 
@@ -127,10 +154,12 @@ def _fit(args) -> int:
     _check_args(args)
     for split in args.split:
         ds = _load(args, split)
-        cfg = VGSEConfig(images_per_class=args.images_per_class or None, grid=args.grid, patch_fraction=args.patch_fraction,
-                         resolution=args.resolution, word_vectors=args.word_vectors, n_clusters=args.clusters,
-                         hidden=args.hidden, lambda_sem=args.lambda_sem, lambda_bal=args.lambda_bal, epochs=args.epochs,
-                         seed=args.seed, alpha=args.alpha)
+        cfg = VGSEConfig(
+            images_per_class=args.images_per_class or None, grid=args.grid, patch_fraction=args.patch_fraction,
+            resolution=args.resolution, word_vectors=args.word_vectors, n_clusters=args.clusters, hidden=args.hidden,
+            lambda_sem=args.lambda_sem, lambda_bal=args.lambda_bal, epochs=args.epochs, seed=args.seed,
+            alpha=args.alpha,
+        )
         scorer = None if args.alpha is not None else validation_scorer(ds)
         summary = fit_vgse(ds, cfg, scorer=scorer, cache_dir=args.cache_dir, progress=not args.quiet)
         short = {k: summary[k] for k in ("dataset", "split", "alpha", "alpha_trials", "n_images", "n_patches",

@@ -13,9 +13,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError, ZSLError
 from ..io import data_root as _data_root
@@ -46,8 +46,12 @@ def _awa1_loader(root: Path, split: str, *, cache_dir=None, **kw) -> ZSLDataset:
     return read_awa1(root / "awa1-lampert", split=split, **kw)
 
 
-register_dataset(DatasetSpec("synthetic", lambda root, split, cache_dir=None, **kw: make_synthetic(**kw), lambda root: True, ("default",),
-                             "seeded synthetic attributes->features dataset (no files)"))
+register_dataset(
+    DatasetSpec(
+        "synthetic", lambda root, split, cache_dir=None, **kw: make_synthetic(**kw), lambda root: True, ("default",),
+        "seeded synthetic attributes->features dataset (no files)",
+    )
+)
 register_dataset(DatasetSpec("awa1", _awa1_loader, lambda root: (root / "awa1-lampert" / "labels.npz").is_file(),
                              ("standard", "ps"), "Animals with Attributes 1, the authors' features (Lampert 2009)"))
 
@@ -59,7 +63,9 @@ def _flo_features_file(folder: Path) -> str | None:
     return next((f for f in FLO_FEATURE_FILES if (folder / f).is_file()), None)
 
 
-def _flo_loader(root: Path, split: str, *, features_file: str | None = None, semantics=None, cache_dir=None, **kw) -> ZSLDataset:
+def _flo_loader(
+    root: Path, split: str, *, features_file: str | None = None, semantics=None, cache_dir=None, **kw
+) -> ZSLDataset:
     from .names import minilm_available
     from .xlsa17 import read_xlsa17
 
@@ -72,9 +78,13 @@ def _flo_loader(root: Path, split: str, *, features_file: str | None = None, sem
                        name_fallback="flower", cache_dir=cache_dir, **kw)
 
 
-register_dataset(DatasetSpec("flo", _flo_loader,
-                             lambda root: (root / "flo" / "att_splits.mat").is_file() and _flo_features_file(root / "flo") is not None,
-                             ("ps",), "Oxford Flowers-102 (xlsa17 split), CNN features, text embeddings + class-name vectors"))
+register_dataset(
+    DatasetSpec(
+        "flo", _flo_loader,
+        lambda root: (root / "flo" / "att_splits.mat").is_file() and _flo_features_file(root / "flo") is not None,
+        ("ps",), "Oxford Flowers-102 (xlsa17 split), CNN features, text embeddings + class-name vectors",
+    )
+)
 
 
 def _xlsa17_folders(root: Path) -> dict[str, Path]:
@@ -90,7 +100,7 @@ def _xlsa17_folders(root: Path) -> dict[str, Path]:
 def _load_builtin_plugins() -> None:
     # Readers that need heavier imports register themselves on import (image folders, CIFAR-10).
     try:
-        from . import image_folder  # noqa: F401
+        from . import image_folder  # noqa: F401 - importing registers the reader
     except ImportError:  # pragma: no cover - the module is optional until it lands
         pass
 
@@ -148,10 +158,15 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, cache_d
         from .image_folder import read_image_folder
 
         if not name.split(":", 1)[1].strip():
-            raise DataError("image-folder: needs a path, e.g. --dataset image-folder:~/photos (a folder of class folders or a .tar.gz)")
+            raise DataError(
+                "image-folder: needs a path, e.g. --dataset "
+                "image-folder:~/photos (a folder of class folders or a .tar.gz)"
+            )
         if split not in (None, "default"):
-            raise DataError(f"an image folder has one split, 'default' (unseen classes drawn with the seed); got {split!r}. "
-                            "Valid splits: default")
+            raise DataError(
+                "an image folder has one split, 'default' (unseen classes "
+                f"drawn with the seed); got {split!r}. Valid splits: default"
+            )
         return read_image_folder(name.split(":", 1)[1], cache_dir=cache_dir, **kwargs)
     if name in _DATASETS:
         spec = _DATASETS[name]
@@ -159,7 +174,9 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, cache_d
         if split not in spec.splits:
             raise DataError(f"dataset {name!r} has no split {split!r}; valid splits: {', '.join(spec.splits)}")
         if name != "synthetic" and not root.is_dir():
-            raise DataError(f"data root {root} does not exist; pass --data-root or set ZSL_DATA to the folder holding the data")
+            raise DataError(
+                f"data root {root} does not exist; pass --data-root or set ZSL_DATA to the folder holding the data"
+            )
         if not spec.available(root):
             raise DataError(f"dataset {name!r} not found under data root {root}; pass --data-root or set ZSL_DATA")
         return spec.loader(root, split, cache_dir=cache_dir, **kwargs)
@@ -171,7 +188,10 @@ def load_dataset(name: str, split: str | None = None, *, data_root=None, cache_d
             raise DataError(f"xlsa17 dataset {name!r} has only the proposed split 'ps'")
         return read_xlsa17(folders[name.lower()], name=name.lower(), cache_dir=cache_dir, **kwargs)
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist; pass --data-root or set ZSL_DATA (known datasets: {', '.join(_DATASETS)})")
+        raise DataError(
+            f"data root {root} does not exist; pass --data-root or set ZSL_DATA (known datasets: "
+            f"{', '.join(_DATASETS)})"
+        )
     valid = list_datasets(root)
     raise ZSLError(f"unknown dataset {name!r}; valid datasets under {root}: {', '.join(valid)} (or image-folder:PATH)")
 

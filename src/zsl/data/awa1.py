@@ -47,7 +47,7 @@ def _load_npz(path: Path, key: str) -> np.ndarray:
             return z[key]
     except DataError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever numpy raises on a damaged file: one line naming it
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
@@ -71,7 +71,9 @@ def read_awa1(
     if split not in SPLITS:
         raise DataError(f"unknown AwA1 split {split!r}; valid: {', '.join(SPLITS)}")
     if not folder.is_dir():
-        raise DataError(f"{folder}: AwA1 folder not found; point --data-root (or ZSL_DATA) at the folder holding awa1-lampert/")
+        raise DataError(
+            f"{folder}: AwA1 folder not found; point --data-root (or ZSL_DATA) at the folder holding awa1-lampert/"
+        )
     y = _load_npz(folder / "labels.npz", "y").astype(np.int64)
     blocks = []
     for ft in features:

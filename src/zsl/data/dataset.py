@@ -73,8 +73,13 @@ class ZSLDataset:
             return self.validation_embeddings[source]
         if source not in self.embeddings:
             raise DataError(
-                f"dataset {self.name!r} has no {source!r} class embeddings; available: {', '.join(sorted(self.embeddings))}"
-                + (f"; run `zsl vgse fit --dataset {self.name} --split {self.split}` first" if source.startswith("vgse") else "")
+                f"dataset {self.name!r} has no {source!r} class embeddings; available: "
+                f"{', '.join(sorted(self.embeddings))}"
+                + (
+                    f"; run `zsl vgse fit --dataset {self.name} --split {self.split}` first"
+                    if source.startswith("vgse")
+                    else ""
+                )
             )
         return self.embeddings[source]
 
@@ -132,7 +137,9 @@ class ZSLDataset:
             idx = self.splits[key]
             if len(idx) and (idx.min() < 0 or idx.max() >= n):
                 raise DataError(f"{where}: split {key!r} has index out of range [0, {n}) (max {idx.max()})")
-        for src, E in [*self.embeddings.items(), *((f"{k} (validation)", v) for k, v in self.validation_embeddings.items())]:
+        for src, E in [
+            *self.embeddings.items(), *((f"{k} (validation)", v) for k, v in self.validation_embeddings.items()),
+        ]:
             if E.ndim != 2 or E.shape[0] != C:
                 raise DataError(f"{where}: {src} embeddings have shape {E.shape}; expected ({C}, k), one row per class")
             bad = np.where(~np.isfinite(E).all(1) | ~np.any(E != 0, axis=1))[0]
@@ -142,7 +149,9 @@ class ZSLDataset:
                     f"{where}: classes {names} have no {src} description (all zero or NaN); every class needs one"
                 )
         if self.default_semantics not in self.embeddings:
-            raise DataError(f"{where}: default semantics {self.default_semantics!r} not among {sorted(self.embeddings)}")
+            raise DataError(
+                f"{where}: default semantics {self.default_semantics!r} not among {sorted(self.embeddings)}"
+            )
         if len(np.intersect1d(self.seen_classes, self.unseen_classes)):
             raise DataError(f"{where}: seen and unseen classes overlap")
         if len(np.setdiff1d(self.val_classes, self.seen_classes)):
@@ -187,7 +196,7 @@ def split_by_classes(
                 k = 0
             held.append(rows[:k])
             keep.append(rows[k:])
-        cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731
+        cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         return cat(keep), cat(held)
 
     all_idx = np.arange(len(y))

@@ -41,24 +41,22 @@ extra is installed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import DataError
-from ..io import cache_root
+from ..io import IMAGE_EXTENSIONS, cache_root, file_digest
 from . import DatasetSpec, register_dataset
 from .dataset import ZSLDataset, split_by_classes
 from .names import minilm_available, name_embeddings
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -79,21 +77,20 @@ def _is_tar(path: Path) -> bool:
 
 
 @functools.lru_cache(maxsize=32)
-def _content_digest(path: Path, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+def _archive_digest_of(path: Path, size: int, mtime_ns: int) -> str:
+    # size and mtime are part of the memo key only: a changed archive is hashed again
+    return file_digest(path, length=16)
 
 
 def _archive_digest(tar_path: Path) -> str:
-    """sha256 of the archive's bytes (memoised per process on path, size and mtime)."""
+    """sha256 of the archive's bytes, 16 hex digits (memoised per process on path, size and mtime)."""
     try:
         st = tar_path.stat()
-        return _content_digest(tar_path, st.st_size, st.st_mtime_ns)
+        return _archive_digest_of(tar_path, st.st_size, st.st_mtime_ns)
     except OSError as exc:
-        raise DataError(f"{tar_path}: cannot read the archive ({exc.strerror or exc}); check the path and permissions") from None
+        raise DataError(
+            f"{tar_path}: cannot read the archive ({exc.strerror or exc}); check the path and permissions"
+        ) from None
 
 
 def extract_tar_once(tar_path: str | os.PathLike, cache_dir=None) -> Path:
@@ -116,8 +113,10 @@ def extract_tar_once(tar_path: str | os.PathLike, cache_dir=None) -> Path:
             with tarfile.open(tar_path) as tf:
                 tf.extractall(tmp, filter="data")
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"{tar_path}: not a readable tar archive ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); "
-                            "pass a folder of class subfolders or a .tar.gz of one") from None
+            raise DataError(
+                f"{tar_path}: not a readable tar archive ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); "
+                "pass a folder of class subfolders or a .tar.gz of one"
+            ) from None
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
         try:
             os.rename(tmp, target)
@@ -150,14 +149,18 @@ def _is_wrapper(path: Path) -> bool:
     if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir()):
         return False
     inner = subdirs[0]
-    return bool(_class_dirs(inner)) and not any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in inner.iterdir())
+    return bool(_class_dirs(inner)) and not any(
+        p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in inner.iterdir()
+    )
 
 
 def resolve_image_root(path_or_tar, cache_dir=None) -> Path:
     """Folder holding the class folders (or train/ and test/): extracts archives, skips one wrapper folder."""
     path = Path(path_or_tar).expanduser()
     if not path.exists():
-        raise DataError(f"{path}: not found; pass a folder of class subfolders (root/<class>/*.jpg) or a .tar.gz of one")
+        raise DataError(
+            f"{path}: not found; pass a folder of class subfolders (root/<class>/*.jpg) or a .tar.gz of one"
+        )
     if path.is_file():
         if not _is_tar(path):
             raise DataError(f"{path}: not a folder or a .tar.gz/.tgz/.tar archive of class folders")
@@ -197,7 +200,9 @@ class ImageScan:
             if parts:
                 out += f" in {'/'.join(parts)} parts"
         if loose:
-            out += f"{';' if self.class_names else ':'} {loose} image{'s' * (loose != 1)} outside class folders (label -1)"
+            out += (
+                f"{';' if self.class_names else ':'} {loose} image{'s' * (loose != 1)} outside class folders (label -1)"
+            )
         if self.empty_folders:
             out += f"; {len(self.empty_folders)} folder{'s' * (len(self.empty_folders) != 1)} without images ignored"
         if self.ignored_files:
@@ -254,8 +259,10 @@ def scan_images(path_or_tar, cache_dir=None) -> ImageScan:
     rows.sort(key=lambda r: (r[0] != "train", r[0], r[2], r[1]))
     empty = sorted(set(empty) - set(names))
     if not rows:
-        raise DataError(f"{root}: no images found ({', '.join(sorted(IMAGE_EXTENSIONS))}), neither in the folder nor in "
-                        f"subfolders{f'; {ignored} other files ignored' if ignored else ''}")
+        raise DataError(
+            f"{root}: no images found ({', '.join(IMAGE_EXTENSIONS)}), neither in the folder nor in "
+            f"subfolders{f'; {ignored} other files ignored' if ignored else ''}"
+        )
     return ImageScan(root, names, rows, ignored, empty)
 
 
@@ -279,7 +286,7 @@ def scan_image_folder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, 
             out[part] += [(str(p), cid[d.name]) for p in _images_in(d)]
     empty = [n for n in names if not any(c == cid[n] for part in out.values() for _, c in part)]
     if empty:
-        raise DataError(f"{root}: class folders {empty[:5]} contain no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise DataError(f"{root}: class folders {empty[:5]} contain no images ({', '.join(IMAGE_EXTENSIONS)})")
     return names, out
 
 
@@ -371,7 +378,9 @@ def read_image_folder(
     if val is None:
         val = sorted(rng.choice(seen, size=default_val_count(len(seen)), replace=False).tolist())
     if set(val) - set(seen):
-        raise DataError(f"{where}: validation classes must be seen classes; {[names[c] for c in set(val) - set(seen)]} are unseen")
+        raise DataError(
+            f"{where}: validation classes must be seen classes; {[names[c] for c in set(val) - set(seen)]} are unseen"
+        )
     if len(val) >= len(seen):
         raise DataError(f"{where}: validation classes must leave at least one seen class for training")
 
@@ -384,7 +393,9 @@ def read_image_folder(
     sub_rng = np.random.default_rng([seed, 11])
     sample = [(part, i) for part, rows in parts.items() for i in _subsample(rows, max_per_class, sub_rng)]
     used_set = {(p, i) for p, i in sample if not (p == "train" and parts[p][i][1] not in seen)}
-    if max_per_class is not None and not cached_extraction_exists(all_paths, resolution=resolution, cache_dir=cache_dir):
+    if max_per_class is not None and not cached_extraction_exists(
+        all_paths, resolution=resolution, cache_dir=cache_dir
+    ):
         all_rows = sample
         all_paths = [parts[p][i][0] for p, i in sample]
     ext = extract(all_paths, resolution=resolution, batch_size=batch_size, num_workers=num_workers,
@@ -439,7 +450,9 @@ def read_image_folder(
 
 # ----------------------------------------------------------------------------------------------
 # CIFAR-10 with rotating class splits
-def read_cifar10(tar_path, split: str = "rot0", *, semantics: Sequence[str] | None = None, seed: int = 0, **kw) -> ZSLDataset:
+def read_cifar10(
+    tar_path, split: str = "rot0", *, semantics: Sequence[str] | None = None, seed: int = 0, **kw
+) -> ZSLDataset:
     if split not in CIFAR10_UNSEEN:
         raise DataError(f"cifar10 has no split {split!r}; valid: {', '.join(CIFAR10_UNSEEN)}")
     if semantics is None:

@@ -8,7 +8,7 @@ and a note says which classes got it, so the substitution is visible in the run 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,17 +27,24 @@ def name_embeddings(names: list[str], sources: Sequence[str], *, where: str, fal
 
             E, missing = glove_vectors(names, fallback=fallback)
             if missing and fallback is None:
-                raise DataError(f"{where}: class {missing[0]!r}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} "
-                                "has no GloVe vector for any of its words; rename the folder to common English words "
-                                "(e.g. 'grizzly_bear') or use another semantics source (minilm)")
+                raise DataError(
+                    f"{where}: class {missing[0]!r}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} "
+                    "has no GloVe vector for any of its words; rename the folder to common English words "
+                    "(e.g. 'grizzly_bear') or use another semantics source (minilm)"
+                )
             if missing:
-                notes.append(f"glove: {len(missing)} class name(s) unknown to GloVe described by {fallback!r}: {', '.join(missing)}")
+                notes.append(
+                    f"glove: {len(missing)} class name(s) unknown to GloVe "
+                    f"described by {fallback!r}: {', '.join(missing)}"
+                )
         elif source == "minilm":
             from ..semantics.minilm import minilm_vectors
 
             E = minilm_vectors(names, cache_dir=cache_dir)
         else:
-            raise DataError(f"{where}: unknown semantics source {source!r} for class names; valid: {', '.join(NAME_SOURCES)}")
+            raise DataError(
+                f"{where}: unknown semantics source {source!r} for class names; valid: {', '.join(NAME_SOURCES)}"
+            )
         out[source] = E
     return out, notes
 

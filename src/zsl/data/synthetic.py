@@ -92,7 +92,11 @@ def synthetic_res101_for(att_splits: str | Path, folder: str | Path, *, n_unseen
     else:
         unseen = np.arange(C - (n_unseen or max(1, C // 5)), C)
     seen = np.setdiff1d(np.arange(C), unseen)
-    locs = [info[k] for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc") + tuple(k for k in ("train_loc", "val_loc") if k in info)]
+    locs = [
+        info[k]
+        for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc")
+        + tuple(k for k in ("train_loc", "val_loc") if k in info)
+    ]
     n = int(max(loc.max() for loc in locs)) + 1
     y = seen[np.arange(n) % len(seen)]
     tu = info["test_unseen_loc"]

@@ -40,8 +40,11 @@ def _loadmat(path: Path) -> dict:
         return sio.loadmat(str(path))
     except NotImplementedError:
         raise DataError(f"{path}: MATLAB v7.3 (HDF5) files are not supported; re-save it with -v7") from None
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {str(exc)[:120]}); re-download or re-create it") from None
+    except Exception as exc:  # noqa: BLE001 - whatever scipy raises on a damaged file: one line naming it
+        raise DataError(
+            f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); re-download or re-create it"
+        ) from None
 
 
 def _require(mat: dict, key: str, path: Path) -> np.ndarray:
@@ -53,7 +56,9 @@ def _require(mat: dict, key: str, path: Path) -> np.ndarray:
 
 def _class_names(att_mat: dict, n_classes: int, folder: Path | None = None) -> list[str]:
     if "allclasses_names" in att_mat:
-        names = [str(np.asarray(c).ravel()[0]) if np.asarray(c).size else "" for c in att_mat["allclasses_names"].ravel()]
+        names = [
+            str(np.asarray(c).ravel()[0]) if np.asarray(c).size else "" for c in att_mat["allclasses_names"].ravel()
+        ]
         return [n.strip() for n in names]
     listing = folder / "classes.txt" if folder is not None else None
     if listing is not None and listing.is_file():
@@ -119,7 +124,9 @@ def read_xlsa17(folder: str | Path, *, name: str | None = None, seed: int = 0, f
     S = att["attributes"]
     C = S.shape[0]
     if len(y) and (y.min() < 0 or y.max() >= C):
-        raise DataError(f"{res_path}: labels must be 1..{C} (att_splits.mat has {C} classes); got {y.min() + 1}..{y.max() + 1}")
+        raise DataError(
+            f"{res_path}: labels must be 1..{C} (att_splits.mat has {C} classes); got {y.min() + 1}..{y.max() + 1}"
+        )
     for key in LOC_KEYS + ("train_loc", "val_loc"):
         if key in att and len(att[key]) and (att[key].min() < 0 or att[key].max() >= len(X)):
             raise DataError(
@@ -193,8 +200,11 @@ def write_xlsa17(dataset: ZSLDataset, folder: str | Path, *, source: str | None 
         names[i, 0] = np.array([n])
     S = dataset.class_embeddings(source)
     with atomic_write(folder / "res101.mat", "wb") as fh:
-        sio.savemat(fh, {"features": dataset.X.T.astype(np.float32), "labels": (dataset.y + 1).reshape(-1, 1).astype(np.float64)})
-    loc = lambda key: (dataset.splits[key] + 1).reshape(-1, 1).astype(np.float64)  # noqa: E731
+        sio.savemat(
+            fh,
+            {"features": dataset.X.T.astype(np.float32), "labels": (dataset.y + 1).reshape(-1, 1).astype(np.float64)},
+        )
+    loc = lambda key: (dataset.splits[key] + 1).reshape(-1, 1).astype(np.float64)
     val_rows = dataset.splits["val_unseen"]
     train_rows = np.setdiff1d(dataset.splits["trainval"], val_rows)
     with atomic_write(folder / "att_splits.mat", "wb") as fh:

@@ -7,6 +7,7 @@ from .metrics import (
     harmonic_mean,
     hit_at_k,
     per_class_accuracy,
+    ranked_hit_at_k,
     select_gamma,
 )
 from .protocol import RunResult, run_method
@@ -19,6 +20,7 @@ __all__ = [
     "gzsl_accuracies",
     "harmonic_mean",
     "hit_at_k",
+    "ranked_hit_at_k",
     "per_class_accuracy",
     "run_method",
     "select_gamma",

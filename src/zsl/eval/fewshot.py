@@ -81,9 +81,11 @@ def gaussian_fewshot_table(dataset, *, semantics: str | None = None, shots=(1, 5
     novel = dataset.unseen_classes
     with torch_threads(1):
         prep = FeaturePreprocessor(pca_dim, random_state=seed).fit(Xb)
-        F = train_gaussian_map(prep.transform(Xb), np.searchsorted(base, yb), len(base), dim=dim, gamma=gamma, epochs=epochs,
-                               batch_size=batch_size, lr=lr, gen=torch_generator(seed),
-                               progress=progress, desc="Gaussian map on base classes")
+        F = train_gaussian_map(
+            prep.transform(Xb), np.searchsorted(base, yb), len(base), dim=dim, gamma=gamma, epochs=epochs,
+            batch_size=batch_size, lr=lr, gen=torch_generator(seed), progress=progress,
+            desc="Gaussian map on base classes",
+        )
         with torch.no_grad():
             Hn = F(torch.as_tensor(prep.transform(Xn))).numpy()
     rows = []

@@ -20,8 +20,8 @@ its ids is), ``true`` (n,) wnids.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -92,7 +92,9 @@ def imagenet_hop_sets(seen_wnids: Sequence[str], vocabulary_wnids: Sequence[str]
             for n in range(1, max_hops + 1)}
 
 
-def correct_set(true_wnid: str, k: int, valid: set[str], graph: HypernymGraph | None = None, max_radius: int = 32) -> set[str]:
+def correct_set(
+    true_wnid: str, k: int, valid: set[str], graph: HypernymGraph | None = None, max_radius: int = 32
+) -> set[str]:
     """Frome et al.'s hCorrectSet: valid labels within R hops of the truth, R grown until >= k labels."""
     graph = graph or wordnet_graph()
     dist = graph.bfs([true_wnid], max_radius)
@@ -126,6 +128,3 @@ def hierarchical_precision_at_k(ranked: Sequence[Sequence], true: Sequence[str],
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def flat_hit_at_k(ranked: Sequence[Sequence], true: Sequence[str], k: int) -> float:
-    """Fraction of images whose true label is among the first k ranked labels."""
-    return float(np.mean([any(t in _ids(label) for label in list(row)[:k]) for row, t in zip(ranked, true)])) if len(true) else float("nan")

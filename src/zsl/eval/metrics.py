@@ -97,12 +97,28 @@ def ausuc(scores, y_true, candidates, seen_classes, unseen_classes, n: int = 201
 
 
 def hit_at_k(scores, y_true, candidates, k: int) -> float:
-    """Fraction of samples whose true class is among the top-k candidates (flat hit@k)."""
+    """Fraction of samples whose true class is among the top-k candidates by score (flat hit@k)."""
     scores = np.asarray(scores)
     candidates = np.asarray(candidates)
     k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    return float(np.mean((candidates[top] == np.asarray(y_true)[:, None]).any(1)))
+    top = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    )
+    return ranked_hit_at_k(candidates[top], y_true, k)
+
+
+def ranked_hit_at_k(ranked, y_true, k: int) -> float:
+    """flat hit@k of rankings already made: the share of rows whose true id is among their first k.
+
+    ``ranked`` (n, >= k) ids best first (e.g. :class:`zsl.labelling.Ranking` ``top``), ``y_true``
+    (n,) ids (-1 or any id absent from the rows never hits); NaN for no rows.
+    """
+    y_true = np.asarray(y_true)
+    if len(y_true) == 0:
+        return float("nan")
+    return float(np.mean((np.asarray(ranked)[:, :k] == y_true[:, None]).any(1)))
 
 
 def average_precision(relevant_sorted) -> float:

@@ -154,7 +154,9 @@ class FitCache:
         if key is not None:
             self._entries[key] = record
             self._sizes[key] = footprint(record.method)
-            while len(self._entries) > self.max_entries or (len(self._entries) > 1 and sum(self._sizes.values()) > self.max_bytes):
+            while len(self._entries) > self.max_entries or (
+                len(self._entries) > 1 and sum(self._sizes.values()) > self.max_bytes
+            ):
                 old, _ = self._entries.popitem(last=False)
                 self._sizes.pop(old)
         return record
@@ -243,8 +245,10 @@ def param_grid(method_cls, fixed: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- selection ----------------------------------------------------------------------------------
-def select_on_validation(spec: str, ds: ZSLDataset, *, setting: str = "zsl", semantics: str | None = None, seed: int = 0,
-                         overrides: dict[str, Any] | None = None, fit_cache: FitCache | None = None) -> dict[str, Any]:
+def select_on_validation(
+    spec: str, ds: ZSLDataset, *, setting: str = "zsl", semantics: str | None = None, seed: int = 0,
+    overrides: dict[str, Any] | None = None, fit_cache: FitCache | None = None,
+) -> dict[str, Any]:
     """Only the selection step: the grid fitted on the train classes and scored on the validation classes.
 
     Returns the run record's ``validation`` part (trials, best parameters, best score, objective,
@@ -303,14 +307,18 @@ def check_protocol_is_meaningful(ds: ZSLDataset, spec: str, setting: str, select
         return ", ".join(str(ds.class_names[int(c)]) for c in ids)
 
     if setting == "zsl" and len(ds.unseen_classes) < 2:
-        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.unseen_classes)} unseen class ({names(ds.unseen_classes)}): ZSL top-1 "
-                       "over a single candidate is 1.0 whatever the method does. Use --setting gzsl (seen + unseen "
-                       "candidates), or a dataset with more classes (image folders hold out 2 from 5 classes on)")
+        raise ZSLError(
+            f"{ds.name}/{ds.split} has {len(ds.unseen_classes)} unseen class ({names(ds.unseen_classes)}): ZSL top-1 "
+            "over a single candidate is 1.0 whatever the method does. Use --setting gzsl (seen + unseen "
+            "candidates), or a dataset with more classes (image folders hold out 2 from 5 classes on)"
+        )
     if setting == "zsl" and selection == "val" and len(ds.val_classes) < 2 and \
             len(param_grid(get_method_class(spec), overrides)) > 1:
-        raise ZSLError(f"{ds.name}/{ds.split} has {len(ds.val_classes)} validation class ({names(ds.val_classes)}): ZSL "
-                       "selection over a single candidate scores every setting 1.0. Pass --selection none (the preset as "
-                       "is), --set the parameters, or use --setting gzsl")
+        raise ZSLError(
+            f"{ds.name}/{ds.split} has {len(ds.val_classes)} validation class ({names(ds.val_classes)}): ZSL "
+            "selection over a single candidate scores every setting 1.0. Pass --selection none (the preset as "
+            "is), --set the parameters, or use --setting gzsl"
+        )
 
 
 def run_method(
@@ -348,7 +356,9 @@ def run_method(
     if selection == "oracle":
         final_params, gamma, validation = _select_on_test(spec, dataset, setting, S, seed, overrides, combos, fits)
     elif len(combos) > 1 or setting == "gzsl":  # GZSL needs validation for gamma even with one candidate
-        final_params, gamma, validation = _select_on_validation(spec, dataset, setting, S_val, seed, overrides, combos, fits, log)
+        final_params, gamma, validation = _select_on_validation(
+            spec, dataset, setting, S_val, seed, overrides, combos, fits, log
+        )
     else:
         final_params, gamma, validation = {**combos[0], **overrides}, None, {"trials": []}
     if setting == "zsl":
@@ -399,7 +409,9 @@ def save_run(result: RunResult, cache_dir=None):
     """Write the run's resolved config and metrics to ``<cache>/runs/<id>/`` (atomically); returns the folder."""
     from ..io import cache_root, config_hash, write_json
 
-    rid = f"{result.method}-{result.dataset}-{result.split}-{result.setting}-s{result.seed}-{config_hash(result.config)}"
+    rid = (
+        f"{result.method}-{result.dataset}-{result.split}-{result.setting}-s{result.seed}-{config_hash(result.config)}"
+    )
     folder = cache_root(cache_dir) / "runs" / rid
     write_json(folder / "config.json", result.config)
     write_json(folder / "result.json", {**result.to_json(), "per_class": result.per_class})

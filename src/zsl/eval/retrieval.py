@@ -83,7 +83,9 @@ def _histogram_block(D: np.ndarray, rel: np.ndarray, n_bits: int) -> tuple[np.nd
     return total, relevant
 
 
-def distance_histograms(query_codes, query_labels, db_codes, db_labels, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def distance_histograms(
+    query_codes, query_labels, db_codes, db_labels, block: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """(nq, n_bits+1) int64 counts of database items, and of relevant ones, at each Hamming distance."""
     qc, qy, dc, dy = _check(query_codes, query_labels, db_codes, db_labels)
     n_bits = qc.shape[1] * 8
@@ -91,7 +93,9 @@ def distance_histograms(query_codes, query_labels, db_codes, db_labels, block: i
     relevant = np.zeros_like(total)
     for i in range(0, len(qc), block):
         D = hamming_distances(qc[i : i + block], dc)
-        total[i : i + block], relevant[i : i + block] = _histogram_block(D, dy[None, :] == qy[i : i + block, None], n_bits)
+        total[i : i + block], relevant[i : i + block] = _histogram_block(
+            D, dy[None, :] == qy[i : i + block, None], n_bits
+        )
     return total, relevant
 
 
@@ -312,7 +316,9 @@ def _unseen_train_images(dataset) -> tuple[np.ndarray, np.ndarray, list[str]] | 
     paths = [parts[valid_rows[k][0]][valid_rows[k][1]][0] for k in pick]
     if meta.get("max_per_class"):
         rng = np.random.default_rng([int(meta.get("seed", 0)), 23])
-        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[: meta["max_per_class"]] for c in np.unique(y)]))
+        keep = np.sort(
+            np.concatenate([rng.permutation(np.flatnonzero(y == c))[: meta["max_per_class"]] for c in np.unique(y)])
+        )
         X, y, paths = X[keep], y[keep], [paths[k] for k in keep]
     return X, y, paths
 
@@ -392,9 +398,14 @@ def retrieval_data(dataset, *, role: str = "test", n_queries: int = 1000, seed: 
         out = RetrievalData(X[train], y[train], X[database], y[database], X[query], y[query], dataset.train_classes,
                             [meta_paths[i] for i in database] if meta_paths else None,
                             f"validation: half of each validation class's images, at most {n_queries} (seed {seed})")
-        leaked = np.isin(out.y_train, dataset.val_classes).any() or np.isin(out.y_database, dataset.unseen_classes).any()
+        leaked = (
+            np.isin(out.y_train, dataset.val_classes).any() or np.isin(out.y_database, dataset.unseen_classes).any()
+        )
         if leaked:
-            raise DataError(f"dataset {dataset.name!r}: validation split mixes held-out classes into training or unseen classes into the database")
+            raise DataError(
+                f"dataset {dataset.name!r}: validation split mixes held-out "
+                "classes into training or unseen classes into the database"
+            )
     else:
         extra = _unseen_train_images(dataset)
         oxford_test = oxford_flowers_test_rows(dataset) if extra is None else None
@@ -403,8 +414,10 @@ def retrieval_data(dataset, *, role: str = "test", n_queries: int = 1000, seed: 
             X_db = np.concatenate([X[trainval], extra[0]])
             y_db = np.concatenate([y[trainval], extra[1]])
             db_paths = [meta_paths[i] for i in trainval] + extra[2] if meta_paths else None
-            out = RetrievalData(X[trainval], y[trainval], X_db, y_db, X[query], y[query], dataset.seen_classes, db_paths,
-                                "unseen classes' test-folder images; database = every train-folder image")
+            out = RetrievalData(
+                X[trainval], y[trainval], X_db, y_db, X[query], y[query], dataset.seen_classes, db_paths,
+                "unseen classes' test-folder images; database = every train-folder image",
+            )
         else:
             unseen_rows = np.flatnonzero(np.isin(y, dataset.unseen_classes))
             if oxford_test is not None:
@@ -422,7 +435,10 @@ def retrieval_data(dataset, *, role: str = "test", n_queries: int = 1000, seed: 
         if np.isin(out.y_train, dataset.unseen_classes).any():
             raise DataError(f"dataset {dataset.name!r}: unseen-class images in the hash functions' training set")
     if len(out.y_query) == 0 or len(out.y_train) == 0:
-        raise DataError(f"dataset {dataset.name!r}: the {role} retrieval split has {len(out.y_train)} training and {len(out.y_query)} query images")
+        raise DataError(
+            f"dataset {dataset.name!r}: the {role} retrieval split has {len(out.y_train)} training and "
+            f"{len(out.y_query)} query images"
+        )
     if not np.isin(out.y_query, out.y_database).all():
         raise DataError(f"dataset {dataset.name!r}: some {role} query classes have no image in the database")
     return out
@@ -448,9 +464,10 @@ class HashingResult:
         return asdict(self)
 
 
-def evaluate_hashing(spec: str, dataset, *, n_bits: int, seed: int = 0, semantics: str | None = None, role: str = "test",
-                     n_queries: int = 1000, top_k: int = 1000, overrides: dict | None = None,
-                     data: RetrievalData | None = None) -> HashingResult:
+def evaluate_hashing(
+    spec: str, dataset, *, n_bits: int, seed: int = 0, semantics: str | None = None, role: str = "test",
+    n_queries: int = 1000, top_k: int = 1000, overrides: dict | None = None, data: RetrievalData | None = None,
+) -> HashingResult:
     """Fit ``spec`` (e.g. ``"zsh"``) on the training-class images of the ``role`` split of
     ``dataset`` and evaluate retrieval of its held-out-class queries against the whole database
     (codes only). ``data`` reuses a split already built by ``retrieval_data`` (same role)."""
@@ -483,7 +500,8 @@ def uses_class_embeddings(spec: str) -> bool:
 
 def select_hashing_params(spec: str, dataset, *, n_bits: int, seed: int = 0, grid: dict | None = None,
                           semantics_options: list[str | None] | None = None, top_k: int = 1000,
-                          data: RetrievalData | None = None, on_trial=None, fixed_overrides: dict | None = None) -> dict:
+                          data: RetrievalData | None = None, on_trial=None,
+                          fixed_overrides: dict | None = None) -> dict:
     """Choose ``spec``'s hyperparameters on the *validation* retrieval split (``role="validation"``:
     held-out seen classes as queries; nothing of the unseen classes is touched).
 

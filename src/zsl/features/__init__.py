@@ -42,17 +42,18 @@ the steadier cost measure::
 images per split, ESZSL with validation-selected hyperparameters on GloVe class names, 2 unseen
 classes per split; the probe is a logistic regression on standardised features.) At this sample size
 the differences are within noise (one test image moves a split's score by 2.5 points; the per-split
-scores range 70-98), while 160 px costs ~1.3x and 224 px ~2.3x the compute of 128 px. Default: 128 px; pass ``resolution=`` to change it
-(every resolution is its own cache entry).
+scores range 70-98), while 160 px costs ~1.3x and 224 px ~2.3x the compute of 128 px. Default: 128 px;
+pass ``resolution=`` to change it (every resolution is its own cache entry).
 """
 from __future__ import annotations
 
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,7 @@ class _FileDataset:
     def __getitem__(self, i):
         try:
             return i, decode_file(self.paths[i], self.resolution), True, "", ""
-        except Exception as exc:  # any decoder failure (truncated, not an image, unreadable) is a skip
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (truncated, not an image, unreadable) is a skip
             arr = np.zeros((3, self.resolution, self.resolution), np.uint8)
             return i, arr, False, failure_reason(exc, self.paths[i]), failure_key(self.paths[i])
 
@@ -176,7 +177,9 @@ def _warn_skipped(skipped: list[str], reasons: list[str], n: int) -> None:
     if skipped:
         items = [f"{p} ({r})" if r else p for p, r in zip(skipped, reasons)]
         shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
-        warnings.warn(f"skipped {len(skipped)} of {n} images that could not be decoded: {shown}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"skipped {len(skipped)} of {n} images that could not be decoded: {shown}", UserWarning, stacklevel=3
+        )
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):
@@ -202,12 +205,16 @@ def _extract_in_memory(images, resolution, batch_size, progress) -> tuple[np.nda
         for img in part:
             try:
                 if isinstance(img, np.ndarray):
-                    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+                    if (
+                        img.dtype != np.uint8
+                        or img.ndim not in (2, 3)
+                        or (img.ndim == 3 and img.shape[2] not in (1, 3, 4))
+                    ):
                         raise ValueError(f"expected uint8 HxW or HxWx3 array, got {img.dtype} {img.shape}")
                     img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
                 arrs.append(preprocess_pil(img, resolution))
                 oks.append(True)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is a skip, reported per image
                 arrs.append(np.zeros((3, resolution, resolution), np.uint8))
                 oks.append(False)
                 reasons[start + len(oks) - 1] = failure_reason(exc)
@@ -286,7 +293,11 @@ def _extract_files(paths, resolution, batch_size, num_workers, cache_dir, progre
     if batches:
         # compute(paths, batches, resolution) yields (rows, features, ok, reasons, keys) in any order and
         # grouping (a Ray cluster returns rows as they finish); a chunk is written once all its rows landed
-        source = compute(paths, batches, resolution) if compute is not None else local_batches(paths, batches, resolution, num_workers)
+        source = (
+            compute(paths, batches, resolution)
+            if compute is not None
+            else local_batches(paths, batches, resolution, num_workers)
+        )
         bar = _progress(n, n_done, progress, f"features {BACKBONE} r{resolution}")
         try:
             for idx, feats, ok, reasons, keys in source:
@@ -368,7 +379,9 @@ def extract(
         raise DataError(f"resolution must be an integer in [32, 1024] pixels, got {resolution!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0):
+    if num_workers is not None and (
+        isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0
+    ):
         raise DataError(f"num_workers must be an integer >= 0 (0 decodes in this process), got {num_workers!r}")
     compute = None
     if ray_address is not None:
@@ -376,10 +389,15 @@ def extract(
 
         require_ray()  # the missing extra is reported before any work, even when the cache would answer
         check_address(ray_address, flag="ray_address")
-        if ray_workers is not None and (isinstance(ray_workers, bool) or not isinstance(ray_workers, (int, np.integer)) or ray_workers < 1):
+        if ray_workers is not None and (
+            isinstance(ray_workers, bool) or not isinstance(ray_workers, (int, np.integer)) or ray_workers < 1
+        ):
             raise DataError(f"ray_workers must be an integer >= 1, got {ray_workers!r}")
         if images and not all(_is_path(x) for x in images):
-            raise DataError("ray_address: the Ray path extracts image files; pass file paths (in-memory images are computed locally)")
+            raise DataError(
+                "ray_address: the Ray path extracts image files; pass "
+                "file paths (in-memory images are computed locally)"
+            )
         from .ray_extract import ray_batches
 
         compute = ray_batches(ray_address, workers=ray_workers, batch_size=int(batch_size),

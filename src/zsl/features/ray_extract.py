@@ -49,7 +49,7 @@ import logging
 import os
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class LiteFeatures:
             try:
                 images[j] = decode_file(path, r)
                 ok[j] = True
-            except Exception as exc:  # any decoder failure (truncated, not an image, unreadable) is a skip
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is a skip
                 reasons[j] = _to_bytes(failure_reason(exc, path))
                 keys[j] = _to_bytes(failure_key(path))
         with torch.inference_mode():

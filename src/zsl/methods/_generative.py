@@ -101,16 +101,18 @@ class GeneratedFeatureClassifier:
         self.random_state = random_state
         self.progress = progress
 
-    def fit(self, Z_seen, y_seen, Z_syn, y_syn, unseen, n_classes: int) -> "GeneratedFeatureClassifier":
+    def fit(self, Z_seen, y_seen, Z_syn, y_syn, unseen, n_classes: int) -> GeneratedFeatureClassifier:
         gen = torch_generator(self.random_state)
         self.unseen_ = np.asarray(unseen, dtype=np.int64)
         self.n_classes_ = int(n_classes)
         self.zsl_clf_ = None
         if len(self.unseen_) and len(Z_syn):
             self.zsl_center_, self.zsl_scale_ = _centre_scale(Z_syn)
-            self.zsl_clf_ = train_softmax((Z_syn - self.zsl_center_) / self.zsl_scale_, np.searchsorted(self.unseen_, y_syn),
-                                          len(self.unseen_), steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                                          gen=gen, progress=self.progress, desc="ZSL classifier")
+            self.zsl_clf_ = train_softmax(
+                (Z_syn - self.zsl_center_) / self.zsl_scale_, np.searchsorted(self.unseen_, y_syn), len(self.unseen_),
+                steps=self.steps, batch_size=self.batch_size, lr=self.lr, gen=gen, progress=self.progress,
+                desc="ZSL classifier",
+            )
         Z_all = np.concatenate([Z_seen, Z_syn]) if len(Z_syn) else np.asarray(Z_seen)
         y_all = np.concatenate([y_seen, y_syn]) if len(y_syn) else np.asarray(y_seen)
         self.gzsl_center_, self.gzsl_scale_ = _centre_scale(Z_all)

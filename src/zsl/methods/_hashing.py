@@ -2,8 +2,8 @@
 discrete hashing (with an optional graph term on the codes), the k-NN graph of the ZSH authors'
 code, and the ``HashingMethod`` base class.
 
-Packed codes and Hamming distances live in :mod:`zsl.codes` (public: the retrieval metrics and
-the index use them too); they are re-exported here for the methods.
+Packed codes and Hamming distances live in :mod:`zsl.codes` (public: the methods, the retrieval
+metrics and the index use them).
 
 Shapes: X (n, d) float32 features; B (n, r) codes in {-1, +1} (float); packed (n, r // 8) uint8.
 """
@@ -13,11 +13,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..base import ZSLMethod, check_features
-from ..codes import hamming_distances, pack_codes, unpack_codes  # noqa: F401  (re-exported for the methods)
+from ..codes import pack_codes
 from ..errors import DataError
 
 
-def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1, *, graph: "CodeGraph | None" = None,
+def dcc_update(B: np.ndarray, Q: np.ndarray, W: np.ndarray, n_sweeps: int = 1, *, graph: CodeGraph | None = None,
                beta: float = 0.0) -> np.ndarray:
     """Discrete cyclic coordinate descent, the B-step of SDH (Shen et al. 2015, eq. 12-15), with an
     optional graph-Laplacian term on the codes (the ZSH local-structure term).
@@ -114,7 +114,9 @@ def knn_graph(X: np.ndarray, k: int = 5, *, random_state: int | None = 0, block:
         rows.append(np.repeat(np.arange(i, i + len(D)), k))
         cols.append(nn.ravel())
         vals.append(np.exp(-d2.ravel() / (2.0 * t * t)))
-    A = sp.csr_matrix((np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    A = sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
     A = A.maximum(A.T).tocsr()
     A.setdiag(0.0)  # duplicate points (distance 0) can still list each other, never themselves
     A.eliminate_zeros()
@@ -140,7 +142,9 @@ class HashingMethod(ZSLMethod):
 
     def _check_bits(self) -> None:
         if not isinstance(self.n_bits, (int, np.integer)) or self.n_bits <= 0 or self.n_bits % 8:
-            raise ValueError(f"n_bits must be a positive multiple of 8 (codes are packed into bytes); got {self.n_bits!r}")
+            raise ValueError(
+                f"n_bits must be a positive multiple of 8 (codes are packed into bytes); got {self.n_bits!r}"
+            )
 
     def _project(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod, check_features
 from ..errors import DataError
+from ..params import Interval
 
 _EPS = 1e-12
 
@@ -150,9 +150,14 @@ class ConSE(ZSLMethod):
     search_space = {"C": ("float", 1e-3, 1e2, True), "T": ("int", 1, 40)}
 
     parameter_constraints = {
-        "T": [None, Interval(int, 1, None)], "C": [Interval(float, 0, None, closed="neither")], "max_iter": [Interval(int, 1, None)], "center": [bool],
+        "T": [None, Interval(int, 1, None)],
+        "C": [Interval(float, 0, None, closed="neither")],
+        "max_iter": [Interval(int, 1, None)],
+        "center": [bool],
         # a fitted seen-class classifier object (or None: one is trained on the seen classes)
-        "seen_model": [None, object], "seen_model_classes": [None, object], "random_state": [None, Interval(int, 0, None)],
+        "seen_model": [None, object],
+        "seen_model_classes": [None, object],
+        "random_state": [None, Interval(int, 0, None)],
     }
 
     def __init__(self, *, T: int | None = 10, C: float = 1.0, max_iter: int = 300, center: bool = False,
@@ -192,7 +197,9 @@ class ConSE(ZSLMethod):
         else:
             P = np.asarray(self.model_.predict_proba(X), dtype=np.float64)
         if P.shape != (len(X), len(self.seen_classes_)):
-            raise DataError(f"seen model returned probabilities of shape {P.shape}; expected ({len(X)}, {len(self.seen_classes_)})")
+            raise DataError(
+                f"seen model returned probabilities of shape {P.shape}; expected ({len(X)}, {len(self.seen_classes_)})"
+            )
         return P
 
     def fit(self, X, y, class_embeddings, seen_classes):
@@ -204,7 +211,9 @@ class ConSE(ZSLMethod):
             self.seen_classes_ = np.asarray(self.model_.classes_, dtype=np.int64)
         elif callable(self.seen_model) and not hasattr(self.seen_model, "predict_proba"):
             if self.seen_model_classes is None:
-                raise DataError("a callable seen_model needs seen_model_classes: the class id of each probability column")
+                raise DataError(
+                    "a callable seen_model needs seen_model_classes: the class id of each probability column"
+                )
             self.model_ = None
             self.seen_classes_ = np.asarray(self.seen_model_classes, dtype=np.int64)
         else:

@@ -31,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod
-from ._kernels import RBFAnchors
+from ..params import Interval, Options
+from ..preprocessing import RBFAnchors
 
 
 def binarise(S: np.ndarray) -> np.ndarray:
@@ -55,8 +55,12 @@ class DAP(ZSLMethod):
     search_space = {"C": ("float", 1e-6, 1e-1, True), "prior": ("categorical", ["uniform", "frequency"])}
 
     parameter_constraints = {
-        "C": [Interval(float, 0, None, closed="neither")], "prior": [Options("uniform", "frequency")], "kernel": [Options("linear", "rbf")],
-        "n_anchors": [Interval(int, 1, None)], "max_iter": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+        "C": [Interval(float, 0, None, closed="neither")],
+        "prior": [Options("uniform", "frequency")],
+        "kernel": [Options("linear", "rbf")],
+        "n_anchors": [Interval(int, 1, None)],
+        "max_iter": [Interval(int, 1, None)],
+        "random_state": [None, Interval(int, 0, None)],
     }
 
     def __init__(self, *, C: float = 1e-5, prior: str = "uniform", kernel: str = "rbf", n_anchors: int = 2000,

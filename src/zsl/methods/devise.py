@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod
+from ..params import Interval
 
 
 @register_method
@@ -49,8 +49,12 @@ class DeViSE(ZSLMethod):
     }
 
     parameter_constraints = {
-        "margin": [Interval(float, 0, None, closed="neither")], "lr": [Interval(float, 0, None, closed="neither")], "weight_decay": [Interval(float, 0, None)],
-        "epochs": [Interval(int, 1, None)], "batch_size": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+        "margin": [Interval(float, 0, None, closed="neither")],
+        "lr": [Interval(float, 0, None, closed="neither")],
+        "weight_decay": [Interval(float, 0, None)],
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "random_state": [None, Interval(int, 0, None)],
     }
 
     def __init__(self, *, margin: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 30,

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._registry import register_method
-from ..params import Interval, Options
 from ..base import ZSLMethod
-from ._kernels import RBFAnchors
+from ..params import Interval, Options
+from ..preprocessing import RBFAnchors
 
 
 @register_method
@@ -38,8 +38,11 @@ class ESZSL(ZSLMethod):
     search_space = {"gamma": ("float", 1e-3, 1e2, True), "lambda_": ("float", 1e-3, 1e2, True)}
 
     parameter_constraints = {
-        "gamma": [Interval(float, 0, None, closed="neither")], "lambda_": [Interval(float, 0, None, closed="neither")], "kernel": [Options("linear", "rbf")],
-        "n_anchors": [Interval(int, 1, None)], "random_state": [None, Interval(int, 0, None)],
+        "gamma": [Interval(float, 0, None, closed="neither")],
+        "lambda_": [Interval(float, 0, None, closed="neither")],
+        "kernel": [Options("linear", "rbf")],
+        "n_anchors": [Interval(int, 1, None)],
+        "random_state": [None, Interval(int, 0, None)],
     }
 
     def __init__(self, *, gamma: float = 1.0, lambda_: float = 1.0, kernel: str = "rbf", n_anchors: int = 2000,

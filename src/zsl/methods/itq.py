@@ -10,15 +10,16 @@ by alternating (paper section 2.3), ``n_iter`` times (the paper uses 50):
     R-step:  orthogonal Procrustes, SVD  B^T V_x = U S Wt  ->  R = (U Wt)^T = Wt^T U^T
 Initial R: a random orthogonal matrix (QR of a Gaussian, seeded). Codes: sign((x - mu) V R).
 Requires r <= d (PCA to r dimensions). Above 2048 dimensions the principal directions come from a
-randomised SVD (Halko et al. 2011; 5 power iterations) instead of the d x d covariance. Labels and class embeddings are ignored.
+randomised SVD (Halko et al. 2011; 5 power iterations) instead of the d x d covariance. Labels and
+class embeddings are ignored.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..params import Interval, Options
 from .._registry import register_method
 from ..errors import DataError
+from ..params import Interval
 from ._hashing import HashingMethod
 
 
@@ -31,7 +32,9 @@ class ITQ(HashingMethod):
     search_space: dict = {"n_iter": ("int", 10, 100)}
 
     parameter_constraints = {
-        "n_bits": [Interval(int, 8, None)], "n_iter": [Interval(int, 0, None)], "max_train": [None, Interval(int, 2, None)],
+        "n_bits": [Interval(int, 8, None)],
+        "n_iter": [Interval(int, 0, None)],
+        "max_train": [None, Interval(int, 2, None)],
         "random_state": [None, Interval(int, 0, None)],
     }
 
@@ -45,7 +48,9 @@ class ITQ(HashingMethod):
         X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
         self._check_bits()
         if self.n_bits > X.shape[1]:
-            raise DataError(f"ITQ projects on {self.n_bits} principal directions but the features have only {X.shape[1]} dimensions")
+            raise DataError(
+                f"ITQ projects on {self.n_bits} principal directions but the features have only {X.shape[1]} dimensions"
+            )
         rng = np.random.default_rng(self.random_state)
         if self.max_train and len(X) > self.max_train:  # PCA + rotation converge on a subsample
             X = X[np.sort(rng.choice(len(X), self.max_train, replace=False))]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..params import Interval, Options
 from .._registry import register_method
+from ..params import Interval
 from ._hashing import HashingMethod
 
 

@@ -18,8 +18,8 @@ ignored: SDH has no code for an unseen class, so ``decision_function`` raises.
 """
 from __future__ import annotations
 
-from ..params import Interval
 from .._registry import register_method
+from ..params import Interval
 from .zsh import ZSH
 
 
@@ -31,13 +31,19 @@ class SDH(ZSH):
         "default": {},
         "tiny": {"n_bits": 16, "n_anchors": 100, "n_iter": 3, "max_train": 2000},
     }
-    param_grid = {"nu": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]}  # ZSH's nu values (lambda barely matters: benchmarks/results/hashing.md)
+    param_grid = {
+        "nu": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    }  # ZSH's nu values (lambda barely matters: benchmarks/results/hashing.md)
     search_space = {"lambda_": ("float", 1e-4, 1.0, True), "nu": ("float", 1e-6, 1e-1, True)}
 
     parameter_constraints = {
-        "n_bits": [Interval(int, 8, None)], "n_anchors": [Interval(int, 1, None)], "lambda_": [Interval(float, 0, None)],
-        "nu": [Interval(float, 0, None, closed="neither")], "epsilon": [Interval(float, 0, None)],
-        "n_iter": [Interval(int, 1, None)], "max_train": [None, Interval(int, 2, None)],
+        "n_bits": [Interval(int, 8, None)],
+        "n_anchors": [Interval(int, 1, None)],
+        "lambda_": [Interval(float, 0, None)],
+        "nu": [Interval(float, 0, None, closed="neither")],
+        "epsilon": [Interval(float, 0, None)],
+        "n_iter": [Interval(int, 1, None)],
+        "max_train": [None, Interval(int, 2, None)],
         "random_state": [None, Interval(int, 0, None)],
     }
 

@@ -89,11 +89,12 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
+from .._registry import register_method
+from ..codes import hamming_distances, pack_codes
 from ..errors import DataError
 from ..params import Interval, Options
-from .._registry import register_method
-from ._hashing import CodeGraph, HashingMethod, dcc_update, hamming_distances, knn_graph, normalised_adjacency, pack_codes
-from ._kernels import RBFAnchors
+from ..preprocessing import RBFAnchors
+from ._hashing import CodeGraph, HashingMethod, dcc_update, knn_graph, normalised_adjacency
 
 ROTATIONS = ("orthogonal", "identity_pull", "none")
 
@@ -108,8 +109,10 @@ def normalise_embeddings(S: np.ndarray, seen: np.ndarray) -> np.ndarray:
     # embeddings arrive as float32: directions below its rounding level (~1e-7 relative) are noise
     rank = int(np.sum(sv > sv[0] * 1e-5)) if len(sv) and sv[0] > 0 else 0
     if rank == 0:
-        raise DataError("class_embeddings: the seen classes' embeddings are identical after L2-normalising and centring, "
-                        "so they carry no label information; pass a class-embedding source that tells the classes apart")
+        raise DataError(
+            "class_embeddings: the seen classes' embeddings are identical after L2-normalising and centring, "
+            "so they carry no label information; pass a class-embedding source that tells the classes apart"
+        )
     return Sc @ Vt[:rank].T
 
 
@@ -120,7 +123,7 @@ class ZSH(HashingMethod):
     presets = {
         "default": {},
         "tiny": {"n_bits": 16, "n_anchors": 100, "n_iter": 3, "max_train": 2000},
-        # the non-paper variant of earlier versions: unconstrained R pulled toward the identity
+        # not the paper: an unconstrained R pulled toward the identity, kept for comparison
         "identity_pull": {"n_bits": 64, "rotation": "identity_pull", "beta": 0.0},
     }
     # searched on validation classes by ``zsl hashing`` (with the class-embedding source)
@@ -133,18 +136,28 @@ class ZSH(HashingMethod):
     knn_dims = 128  # dimensionality of the space the k-NN graph is searched in (see _knn_space)
 
     parameter_constraints = {
-        "n_bits": [Interval(int, 8, None)], "n_anchors": [Interval(int, 1, None)], "lambda_": [Interval(float, 0, None)],
-        "nu": [Interval(float, 0, None, closed="neither")], "epsilon": [Interval(float, 0, None)],
-        "delta": [Interval(float, 0, None)], "beta": [Interval(float, 0, None)], "gamma": [Interval(float, 0, None)],
-        "n_neighbors": [Interval(int, 1, None)], "n_iter": [Interval(int, 1, None)], "rotation": [Options(*ROTATIONS)],
-        "label_embedding": [Options("embedding", "onehot")], "max_train": [None, Interval(int, 2, None)],
+        "n_bits": [Interval(int, 8, None)],
+        "n_anchors": [Interval(int, 1, None)],
+        "lambda_": [Interval(float, 0, None)],
+        "nu": [Interval(float, 0, None, closed="neither")],
+        "epsilon": [Interval(float, 0, None)],
+        "delta": [Interval(float, 0, None)],
+        "beta": [Interval(float, 0, None)],
+        "gamma": [Interval(float, 0, None)],
+        "n_neighbors": [Interval(int, 1, None)],
+        "n_iter": [Interval(int, 1, None)],
+        "rotation": [Options(*ROTATIONS)],
+        "label_embedding": [Options("embedding", "onehot")],
+        "max_train": [None, Interval(int, 2, None)],
         "random_state": [None, Interval(int, 0, None)],
     }
 
-    def __init__(self, *, n_bits: int = 64, n_anchors: int = 1000, lambda_: float = 1e-2, nu: float = 1e-5,
-                 epsilon: float = 1e-2, delta: float = 1e-2, beta: float = 0.03, gamma: float = 1.0, n_neighbors: int = 5,
-                 n_iter: int = 10, rotation: str = "orthogonal", label_embedding: str = "embedding",
-                 max_train: int | None = 10000, random_state: int = 0):
+    def __init__(
+        self, *, n_bits: int = 64, n_anchors: int = 1000, lambda_: float = 1e-2, nu: float = 1e-5,
+        epsilon: float = 1e-2, delta: float = 1e-2, beta: float = 0.03, gamma: float = 1.0, n_neighbors: int = 5,
+        n_iter: int = 10, rotation: str = "orthogonal", label_embedding: str = "embedding",
+        max_train: int | None = 10000, random_state: int = 0,
+    ):
         self.n_bits = n_bits
         self.n_anchors = n_anchors
         self.lambda_ = lambda_
@@ -190,7 +203,9 @@ class ZSH(HashingMethod):
             X, y = X[keep], y[keep]
 
         self.kmap_ = RBFAnchors(self.n_anchors, self.random_state)
-        Phi = self._with_bias(self.kmap_.fit_transform(X))  # (n, m+1) float32; products below are float32, solves float64
+        Phi = self._with_bias(
+            self.kmap_.fit_transform(X)
+        )  # (n, m+1) float32; products below are float32, solves float64
         T = self._targets(y, S, seen)  # (n, k)
         n, k, r = len(X), T.shape[1], self.n_bits
 
@@ -233,7 +248,9 @@ class ZSH(HashingMethod):
                 R = M_inv @ (T.T @ (B @ W) + gamma_abs * np.eye(k))
             W = self._w_step(B, T @ R)
             self.objective_.append(self._objective(T, R, B, W, P, F, graph, TLT))
-        self.projection_ = scipy.linalg.cho_solve(chol, Phi.T @ B.astype(np.float32)).astype(np.float32)  # final P for B
+        self.projection_ = scipy.linalg.cho_solve(chol, Phi.T @ B.astype(np.float32)).astype(
+            np.float32
+        )  # final P for B
         self.rotation_ = R.astype(np.float32)
         self.code_weights_ = W.astype(np.float32)
 
@@ -289,7 +306,9 @@ class ZSH(HashingMethod):
         """(m,) class ids -> (m, n_bits // 8) packed codes derived from their class embeddings."""
         self._check_is_fitted()
         if self.semantic_ is None:
-            raise NotImplementedError("class codes need label_embedding='embedding' (one-hot labels have no code for unseen classes)")
+            raise NotImplementedError(
+                "class codes need label_embedding='embedding' (one-hot labels have no code for unseen classes)"
+            )
         TR = self.semantic_[np.asarray(class_ids)] @ self.rotation_.astype(np.float64)
         W = self.code_weights_.astype(np.float64)
         B0 = np.where(TR @ W.T >= 0, 1.0, -1.0)

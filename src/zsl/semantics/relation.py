@@ -41,7 +41,9 @@ def _check(W_seen: np.ndarray, W_unseen: np.ndarray) -> tuple[np.ndarray, np.nda
     W_seen = np.asarray(W_seen, dtype=np.float64)
     W_unseen = np.atleast_2d(np.asarray(W_unseen, dtype=np.float64))
     if W_seen.ndim != 2 or W_unseen.shape[1] != W_seen.shape[1]:
-        raise ZSLError(f"relation: seen vectors {W_seen.shape} and unseen vectors {W_unseen.shape} must share their dimension")
+        raise ZSLError(
+            f"relation: seen vectors {W_seen.shape} and unseen vectors {W_unseen.shape} must share their dimension"
+        )
     if not (np.isfinite(W_seen).all() and np.isfinite(W_unseen).all()):
         raise ZSLError("relation: word vectors contain NaN/inf")
     return W_seen, W_unseen
@@ -113,8 +115,12 @@ def relation_qp(W_seen, W_unseen, *, alpha: float = 0.0, return_info: bool = Fal
     info = []
     for u, b in enumerate(W_unseen):
         G, c = A.T @ A, A.T @ b
-        fun = lambda r: 0.5 * r @ G @ r - c @ r  # noqa: E731  (same minimiser as the norm)
-        jac = lambda r: G @ r - c  # noqa: E731
+        def fun(r, G=G, c=c):  # same minimiser as the norm
+            return 0.5 * r @ G @ r - c @ r
+
+        def jac(r, G=G, c=c):
+            return G @ r - c
+
         x0 = np.full(S, 1.0 / S)
         res = minimize(fun, x0, jac=jac, method="SLSQP", bounds=[(alpha, 1.0)] * S,
                        constraints=[{"type": "eq", "fun": lambda r: r.sum() - 1.0, "jac": lambda r: np.ones_like(r)}],

@@ -55,17 +55,22 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import DataError, ZSLError
 from ..io import atomic_save_npz, atomic_write, cache_root, write_json
-from ..params import Interval, Options, validate_params
+from ..params import Interval, validate_params
 from .relation import RELATIONS, class_relation
-from .vgse_patches import dataset_image_paths, extract_patch_features, image_patches, patch_boxes  # noqa: F401
+from .vgse_patches import (  # noqa: F401 - re-exported: the VGSE API
+    dataset_image_paths,
+    extract_patch_features,
+    image_patches,
+    patch_boxes,
+)
 
 SOURCES = {"qp": "vgse", "lstsq": "vgse-lstsq", "cosine": "vgse-cosine"}
 FORMAT_VERSION = 2
@@ -152,7 +157,7 @@ class PatchClustering:
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in self.parameter_constraints}
 
-    def fit(self, patch_features, labels, word_vectors) -> "PatchClustering":
+    def fit(self, patch_features, labels, word_vectors) -> PatchClustering:
         import torch
         import torch.nn.functional as F
         from tqdm.auto import tqdm
@@ -162,10 +167,14 @@ class PatchClustering:
         labels = np.asarray(labels, np.int64)
         W = np.asarray(word_vectors, np.float32)
         if P.ndim != 3 or len(P) != len(labels):
-            raise ZSLError(f"patch features must be (n_images, N_t, D_f) with one label per image; got {P.shape}, {labels.shape}")
+            raise ZSLError(
+                f"patch features must be (n_images, N_t, D_f) with one label per image; got {P.shape}, {labels.shape}"
+            )
         K = len(W)
         if len(labels) == 0 or labels.min() < 0 or labels.max() >= K or len(np.unique(labels)) != K:
-            raise ZSLError(f"labels must cover 0..{K - 1} (one word vector per class); got {np.unique(labels).tolist()[:10]}")
+            raise ZSLError(
+                f"labels must cover 0..{K - 1} (one word vector per class); got {np.unique(labels).tolist()[:10]}"
+            )
         if not (np.isfinite(W).all() and np.isfinite(P).all()):
             raise ZSLError("VGSE clustering: patch features or word vectors contain NaN/inf")
         t0 = time.perf_counter()
@@ -187,7 +196,9 @@ class PatchClustering:
             opt = torch.optim.Adam(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             log_dv = float(np.log(self.n_clusters))
             self.history_ = []
-            for epoch in tqdm(range(self.epochs), disable=not self.progress, file=sys.stderr, desc="VGSE clustering", unit="epoch"):
+            for epoch in tqdm(
+                range(self.epochs), disable=not self.progress, file=sys.stderr, desc="VGSE clustering", unit="epoch"
+            ):
                 module.train()
                 perm = torch.randperm(len(X), generator=gen)
                 tot = {"cls": 0.0, "sem": 0.0, "bal": 0.0, "acc": 0.0}
@@ -236,7 +247,9 @@ class PatchClustering:
         out = []
         with torch.inference_mode():
             for s in range(0, len(flat), batch):
-                x = torch.from_numpy(((flat[s:s + batch].astype(np.float32) - self.mean_) / self.std_).astype(np.float32))
+                x = torch.from_numpy(
+                    ((flat[s : s + batch].astype(np.float32) - self.mean_) / self.std_).astype(np.float32)
+                )
                 out.append(self.module_.assign(x).numpy())
         return np.concatenate(out).reshape(*P.shape[:-1], -1)
 
@@ -247,12 +260,14 @@ class PatchClustering:
     # plain-array storage: no pickle, no code in the file
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"state/{k}": v.detach().numpy() for k, v in self.module_.state_dict().items()}
-        arrays.update(mean=self.mean_, std=self.std_, class_embeddings=self.class_embeddings_,
-                      params=np.asarray(json.dumps(self.get_params())), shape=np.asarray([self.n_classes_, self.d_sem_]))
+        arrays.update(
+            mean=self.mean_, std=self.std_, class_embeddings=self.class_embeddings_,
+            params=np.asarray(json.dumps(self.get_params())), shape=np.asarray([self.n_classes_, self.d_sem_]),
+        )
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays, where: str = "model") -> "PatchClustering":
+    def from_arrays(cls, arrays, where: str = "model") -> PatchClustering:
         import torch
 
         try:
@@ -263,7 +278,11 @@ class PatchClustering:
             obj.class_embeddings_ = np.asarray(arrays["class_embeddings"], np.float32)
             obj.n_classes_, obj.d_sem_ = n_classes, d_sem
             module = _build_module(len(obj.mean_), obj.hidden, obj.n_clusters, n_classes, d_sem)
-            state = {k[len("state/"):]: torch.from_numpy(np.asarray(arrays[k])) for k in arrays.keys() if k.startswith("state/")}
+            state = {
+                k[len("state/") :]: torch.from_numpy(np.asarray(arrays[k]))
+                for k in arrays.keys()
+                if k.startswith("state/")
+            }
             module.load_state_dict(state, strict=True)
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise DataError(f"{where}: not a VGSE clustering model of this version ({type(exc).__name__}: "
@@ -338,7 +357,9 @@ def class_image_paths(dataset, classes, images_per_class: int | None = None, cac
     for c in classes:
         rows = tv[dataset.y[tv] == c]
         if not len(rows):
-            raise DataError(f"dataset {dataset.name!r}: class {dataset.class_names[c]!r} has no trainval photos for VGSE")
+            raise DataError(
+                f"dataset {dataset.name!r}: class {dataset.class_names[c]!r} has no trainval photos for VGSE"
+            )
         cls_paths = sorted(paths[i] for i in rows)
         out[int(c)] = cls_paths[:images_per_class] if images_per_class else cls_paths
     return out
@@ -387,7 +408,9 @@ def load_patch_bank(dataset, classes, cfg: VGSEConfig, *, cache_dir=None, progre
 def word_vectors(dataset, source: str) -> np.ndarray:
     if source not in dataset.embeddings or source.startswith("vgse"):
         names = sorted(k for k in dataset.embeddings if not k.startswith("vgse"))
-        raise DataError(f"dataset {dataset.name!r} has no {source!r} class-name vectors for VGSE; available: {', '.join(names)}")
+        raise DataError(
+            f"dataset {dataset.name!r} has no {source!r} class-name vectors for VGSE; available: {', '.join(names)}"
+        )
     return dataset.embeddings[source]
 
 
@@ -403,8 +426,9 @@ def stage_matrices(dataset, model: PatchClustering, modelled, cfg: VGSEConfig, a
     W = word_vectors(dataset, cfg.word_vectors)
     mats, rels = {}, {}
     for rel in RELATIONS:
-        mats[SOURCES[rel]], rels[rel] = embedding_matrix(dataset.n_classes, np.asarray(modelled), model.class_embeddings_,
-                                                         W, rel, alpha)
+        mats[SOURCES[rel]], rels[rel] = embedding_matrix(
+            dataset.n_classes, np.asarray(modelled), model.class_embeddings_, W, rel, alpha
+        )
     return mats, rels
 
 
@@ -417,7 +441,9 @@ def choose_alpha(dataset, selection_model: PatchClustering, cfg: VGSEConfig,
     W = word_vectors(dataset, cfg.word_vectors)
     trials = []
     for a in cfg.alphas:
-        S_val, _ = embedding_matrix(dataset.n_classes, dataset.train_classes, selection_model.class_embeddings_, W, "qp", a)
+        S_val, _ = embedding_matrix(
+            dataset.n_classes, dataset.train_classes, selection_model.class_embeddings_, W, "qp", a
+        )
         trials.append({"alpha": float(a), "score": float(scorer(S_val))})
     best = max(trials, key=lambda t: t["score"])
     return best["alpha"], trials
@@ -447,13 +473,21 @@ def fit_vgse(dataset, config: VGSEConfig | None = None, *, scorer: Callable[[np.
     val_mats, val_rels = stage_matrices(dataset, selection, train, cfg, alpha)
     test_mats, test_rels = stage_matrices(dataset, final, seen, cfg, alpha)
     summary = {
-        "dataset": dataset.name, "split": dataset.split, "format": FORMAT_VERSION, "config": asdict(cfg),
-        "alpha": alpha, "alpha_trials": trials,
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "format": FORMAT_VERSION,
+        "config": asdict(cfg),
+        "alpha": alpha,
+        "alpha_trials": trials,
         "n_images": int(sum(len(v) for v in bank.paths.values())),
         "n_patches": int(sum(v.shape[0] * v.shape[1] for v in bank.features.values())),
-        "extract_seconds": bank.extract_seconds, "extract_cpu_seconds": bank.extract_cpu_seconds,
-        "train_seconds": selection.fit_seconds_ + final.fit_seconds_, "train_cpu_seconds": train_cpu,
-        "selection_model": {"classes": len(train), "final_epoch": selection.history_[-1], "clusters_used": selection.clusters_used_},
+        "extract_seconds": bank.extract_seconds,
+        "extract_cpu_seconds": bank.extract_cpu_seconds,
+        "train_seconds": selection.fit_seconds_ + final.fit_seconds_,
+        "train_cpu_seconds": train_cpu,
+        "selection_model": {
+            "classes": len(train), "final_epoch": selection.history_[-1], "clusters_used": selection.clusters_used_,
+        },
         "final_model": {"classes": len(seen), "final_epoch": final.history_[-1], "clusters_used": final.clusters_used_},
         "seen_images": {dataset.class_names[c]: bank.paths[int(c)] for c in seen},
     }
@@ -501,7 +535,9 @@ def attach_vgse(dataset, cache_dir=None):
     try:
         with np.load(path, allow_pickle=False) as z:
             if "format" not in z.files or int(z["format"]) != FORMAT_VERSION:
-                warnings.warn(f"{path}: stored VGSE embeddings are of an older format; {refit}", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"{path}: stored VGSE embeddings are of an older format; {refit}", UserWarning, stacklevel=2
+                )
                 return dataset
             same = (z["class_names"].tolist() == list(dataset.class_names)
                     and all(np.array_equal(z[k], getattr(dataset, k))
@@ -541,7 +577,9 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
     folder = fit_dir(dataset.name, dataset.split, cache_dir)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
-        raise DataError(f"{meta_path}: no VGSE fit; run `zsl vgse fit --dataset {dataset.name} --split {dataset.split}`")
+        raise DataError(
+            f"{meta_path}: no VGSE fit; run `zsl vgse fit --dataset {dataset.name} --split {dataset.split}`"
+        )
     meta = json.loads(meta_path.read_text())
     cfg = meta["config"]
     model = load_clustering(dataset.name, dataset.split, "seen", cache_dir)
@@ -562,7 +600,6 @@ def cluster_figure(dataset, out_path, *, n_clusters_shown: int = 6, per_row: int
     unseen = {dataset.class_names[c]: sorted(all_paths[i] for i in tu[dataset.y[tu] == c])[:unseen_images]
               for c in dataset.unseen_classes}
     u_paths, u_names, u_A = collect(unseen)
-    nt = s_A.shape[1]
     mass = s_A.sum((0, 1)) + u_A.sum((0, 1))
     u_best = u_A.reshape(-1, u_A.shape[2]).max(0)
     order = np.argsort(-mass)

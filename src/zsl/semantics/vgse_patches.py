@@ -32,8 +32,8 @@ Chunks of images are written atomically as they finish, so an interrupted run re
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -65,7 +65,9 @@ def image_patches(path: str, grid: int = 3, patch_fraction: float = 0.5) -> list
             img = img.convert("RGB")
             return [np.asarray(img.crop(box), dtype=np.uint8) for box in patch_boxes(*img.size, grid, patch_fraction)]
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image for VGSE patches ({type(exc).__name__}); remove or replace the file") from None
+        raise DataError(
+            f"{path}: cannot decode image for VGSE patches ({type(exc).__name__}); remove or replace the file"
+        ) from None
 
 
 def patch_cache_dir(paths: Sequence[str], *, grid: int, patch_fraction: float, resolution: int, cache_dir=None) -> Path:
@@ -98,7 +100,9 @@ def extract_patch_features(
     paths = [str(p) for p in paths]
     if not paths:
         raise DataError("VGSE patches: empty image list")
-    folder = patch_cache_dir(paths, grid=grid, patch_fraction=patch_fraction, resolution=resolution, cache_dir=cache_dir)
+    folder = patch_cache_dir(
+        paths, grid=grid, patch_fraction=patch_fraction, resolution=resolution, cache_dir=cache_dir
+    )
     merged = folder / "patches.npy"
     nt = grid * grid
     if merged.is_file():
@@ -108,7 +112,7 @@ def extract_patch_features(
     folder.mkdir(parents=True, exist_ok=True)
     n = len(paths)
     n_chunks = (n + chunk_size - 1) // chunk_size
-    shard = lambda i: folder / f"shard-{i:05d}.npy"  # noqa: E731
+    shard = lambda i: folder / f"shard-{i:05d}.npy"
     todo = [i for i in range(n_chunks) if not shard(i).is_file()]
     done_images = n - sum(min(chunk_size, n - i * chunk_size) for i in todo)
     if todo:
@@ -119,11 +123,17 @@ def extract_patch_features(
                    dynamic_ncols=True, mininterval=2.0)
         for i in todo:
             chunk = paths[i * chunk_size:(i + 1) * chunk_size]
-            arrs = [preprocess_pil(Image.fromarray(p), resolution) for path in chunk for p in image_patches(path, grid, patch_fraction)]
+            arrs = [
+                preprocess_pil(Image.fromarray(p), resolution)
+                for path in chunk
+                for p in image_patches(path, grid, patch_fraction)
+            ]
             feats = []
             with torch.inference_mode():
                 for s in range(0, len(arrs), 192):
-                    feats.append(penultimate(model, normalise_batch(torch.from_numpy(np.stack(arrs[s:s + 192])))).numpy())
+                    feats.append(
+                        penultimate(model, normalise_batch(torch.from_numpy(np.stack(arrs[s : s + 192])))).numpy()
+                    )
             with atomic_write(shard(i), "wb") as fh:
                 np.save(fh, np.concatenate(feats).reshape(len(chunk), nt, -1).astype(np.float16))
             bar.update(len(chunk))

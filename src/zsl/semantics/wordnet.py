@@ -115,7 +115,7 @@ def _reader(root: str):
 def load_wordnet(cache_dir=None):
     """nltk ``WordNetCorpusReader`` over WordNet 3.0 (cached per process)."""
     try:
-        import nltk  # noqa: F401
+        import nltk  # noqa: F401 - only whether nltk is installed
     except ImportError:
         raise ZSLError("nltk is needed for WordNet; install it with: pip install 'zsl[labelling]'") from None
     return _reader(str(nltk_data_root(cache_dir)))
@@ -133,7 +133,7 @@ def synset_of(wnid_: str, wn=None):
         raise ZSLError(f"{wnid_!r} is not a WordNet noun id (expected n + 8 digits, e.g. n02084071)")
     try:
         return wn.synset_from_pos_and_offset("n", int(wnid_[1:]))
-    except Exception:
+    except Exception:  # noqa: BLE001 - nltk raises WordNetError or others for an unknown offset
         raise ZSLError(f"{wnid_}: no such noun synset in WordNet 3.0") from None
 
 
@@ -152,7 +152,9 @@ def lemma_names(wnid_: str, wn=None) -> list[str]:
 
 #: noun detachment rules of morphy(7WN): (suffix, replacement), tried in this order
 #: words a head-noun back-off never drops (the rest of the phrase is then not a kind of its head)
-FUNCTION_WORDS = frozenset({"of", "in", "the", "on", "at", "de", "du", "la", "le", "and", "with", "for", "to", "from", "by"})
+FUNCTION_WORDS = frozenset(
+    {"of", "in", "the", "on", "at", "de", "du", "la", "le", "and", "with", "for", "to", "from", "by"}
+)
 NOUN_DETACHMENT = (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
                    ("men", "man"), ("ies", "y"))
 
@@ -168,8 +170,10 @@ class NounDatabase:
         folder = Path(folder) if folder is not None else wordnet_source_dir()
         missing = [f for f in ("data.noun", "index.noun") if not (folder / f).is_file()]
         if missing:
-            raise ZSLError(f"WordNet 3.0 not found in {folder} (missing {', '.join(missing)}); install it with "
-                           "`apt-get install wordnet-base` (Debian/Ubuntu) or point ZSL_WORDNET_DIR at a WordNet 3.0 dict folder")
+            raise ZSLError(
+                f"WordNet 3.0 not found in {folder} (missing {', '.join(missing)}); install it with "
+                "`apt-get install wordnet-base` (Debian/Ubuntu) or point ZSL_WORDNET_DIR at a WordNet 3.0 dict folder"
+            )
         self.folder = folder
         self.wnids: list[str] = []
         self.lemmas: list[list[str]] = []
