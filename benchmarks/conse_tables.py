@@ -348,17 +348,16 @@ def label_part(data_root):
         f"\nDefault space with T=1: hit@1 {_pct(h_1[1])}, hit@2 {_pct(h_1[2])}; "
         f"T=all: hit@1 {_pct(h_all[1])}, hit@2 {_pct(h_all[2])}.\n"
     )
-    # FLO: photos of the 20 test classes against the 102 flower names
-    flo_logits, flo_names, flo_y = _flo_logits(data_root, "test_unseen")
-    out += [f"FLO test_unseen photos ({len(flo_y)}, classes 1-20) against the 102 flower names (chance hit@1 1.0%):\n",
-            "| space | hit@1 | hit@5 | flagged far |", "|---|---|---|---|"]
+    # FLO: photos of the 20 test classes against the 102 flower names -- the labelling cells of
+    # `zsl benchmark --task labelling` (grids/labelling-*.toml: flo images = "test_unseen")
+    from zsl.bench.labelling import LabellingContext, label_dataset
+
+    flo = LabellingContext(zsl.load_dataset("flo", data_root=data_root))
+    out += [f"FLO test_unseen photos ({len(flo.rows('test_unseen'))}, classes 1-20) against the 102 flower names "
+            "(chance hit@1 1.0%):\n", "| space | hit@1 | hit@5 | flagged far |", "|---|---|---|---|"]
     for space in zsl.labelling.SPACES:
-        lab = ZeroShotLabeller(flo_names, space=space)
-        r = lab.rank(flo_logits, 5)
-        h = names_hit_at_k(r, lab.vocabulary, flo_names, flo_y, (1, 5))
-        out.append(
-            f"| {space} | {_pct(h[1])} | {_pct(h[5])} | {_pct(np.mean([bool(x) for x in lab.far_reasons(r)]))} |"
-        )
+        m = label_dataset(flo, space=space, T=10, images="test_unseen")["metrics"]
+        out.append(f"| {space} | {_pct(m['hit@1'])} | {_pct(m['hit@5'])} | {_pct(m['far'])} |")
     # examples with the default space
     lab = ZeroShotLabeller("imagenet21k", space=DEFAULT_SPACE, exclude_seen=True)
     r = lab.rank(logits, 5)

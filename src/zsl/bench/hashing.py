@@ -1,19 +1,22 @@
 """The zero-shot retrieval table of the hashing methods (ZSH paper, Tables 2-3), as a library:
-run it, summarise the runs, format the table, plot precision-recall.
+run it (``zsl hashing``) or one cell of it (``zsl benchmark --task retrieval``), summarise the
+runs, format the table, plot precision-recall.
 
-``run_hashing_table`` does, for every class split of the dataset and every (method, code length):
+A *run* is one (method, dataset split, code length, seed):
 1. selection (``select="validation"``, the default): each setting of the method's ``param_grid``
    -- and, for a method that reads class embeddings (ZSH), each class-embedding source of the
    dataset -- is fitted on the *train* classes and scored by tie-exact mAP with the *validation*
    classes as queries (``zsl.eval.retrieval.select_hashing_params``; seed = the first seed).
-   Nothing of the unseen classes is used. ``select="none"`` takes the presets as they are.
-2. test: the chosen setting is fitted on all seen classes once per seed and evaluated on the
+   Nothing of the unseen classes is used. ``select="none"`` takes the presets as they are. The
+   choice is made once per (method, code length) and shared by every seed (``RetrievalContext``).
+2. test: the chosen setting is fitted on all seen classes with the run's seed and evaluated on the
    unseen-class queries of the split's test protocol (``retrieval_data(role="test")``).
 The queries of datasets without a fixed query set (AwA1) are drawn once with ``query_seed``, so
 every seed and method sees the same queries; the seeds vary the methods' own randomness.
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,92 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ("mAP", "mAP_authors", "P@r2")
+
+
+class RetrievalContext:
+    """What the runs on one loaded dataset split share: its retrieval splits (built once per role and
+    query options) and the validation choice per (method, code length, search grid, seed, options)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self._data: dict = {}
+        self._choices: dict = {}
+
+    def data(self, role: str, n_queries: int, query_seed: int):
+        from ..eval.retrieval import retrieval_data
+
+        key = (role, n_queries, query_seed)
+        if key not in self._data:
+            self._data[key] = retrieval_data(self.dataset, role=role, n_queries=n_queries, seed=query_seed)
+        return self._data[key]
+
+    def semantics_options(self, spec: str, grid: dict, semantics: str | None) -> list[str | None]:
+        """Class-embedding sources to select among: every source of the dataset for a method that
+        reads class embeddings, when selecting and the caller did not fix one; else ``[semantics]``."""
+        from ..eval.retrieval import uses_class_embeddings
+
+        if grid is not None and not semantics and uses_class_embeddings(spec):
+            return sorted(self.dataset.embeddings)
+        return [semantics]
+
+    def n_trials(self, spec: str, grid: dict | None, semantics: str | None) -> int:
+        """Validation fits the choice of ``spec`` needs (0: nothing to choose; ``grid=None``: no selection)."""
+        options = self.semantics_options(spec, grid, semantics)
+        if grid is None or (not grid and len(options) == 1):
+            return 0
+        return int(np.prod([len(v) for v in grid.values()])) * len(options)
+
+    def choose(self, spec: str, n_bits: int, *, grid: dict | None, semantics: str | None, seed: int, top_k: int,
+               n_queries: int, query_seed: int, fixed: dict | None = None, on_trial=None) -> dict:
+        """``{"overrides", "semantics"[, "val_mAP", "trials"]}``: the setting chosen on validation classes
+        (``grid=None``: no selection, the preset as it is), memoised for the other seeds."""
+        from ..eval.retrieval import select_hashing_params
+
+        if not self.n_trials(spec, grid, semantics):
+            return {"overrides": dict(fixed or {}), "semantics": semantics}
+        options = self.semantics_options(spec, grid, semantics)
+        key = json.dumps([spec, n_bits, grid, options, seed, top_k, n_queries, query_seed, fixed], sort_keys=True,
+                         default=str)
+        if key not in self._choices:
+            self._choices[key] = select_hashing_params(
+                spec, self.dataset, n_bits=n_bits, seed=seed, grid=grid, semantics_options=options, top_k=top_k,
+                data=self.data("validation", n_queries, query_seed), fixed_overrides=fixed, on_trial=on_trial)
+        return self._choices[key]
+
+
+def evaluate_choice(spec: str, ctx: RetrievalContext, chosen: dict, *, n_bits: int, seed: int, top_k: int,
+                    n_queries: int, query_seed: int) -> dict:
+    """Step 2: fit the chosen setting on the seen classes with ``seed``, evaluate on the unseen queries."""
+    from ..eval.retrieval import evaluate_hashing
+
+    data = ctx.data("test", n_queries, query_seed)
+    r = evaluate_hashing(spec, ctx.dataset, n_bits=n_bits, seed=seed, semantics=chosen["semantics"],
+                         overrides=chosen["overrides"], top_k=top_k, data=data).to_json()
+    r["selected"] = {"overrides": chosen["overrides"], "semantics": chosen["semantics"],
+                     "val_mAP": chosen.get("val_mAP")}
+    r["query_rule"] = data.query_rule
+    return r
+
+
+def run_retrieval_cell(cell, dataset, ctx: RetrievalContext) -> dict:
+    """One ``zsl benchmark --task retrieval`` cell (:mod:`zsl.bench.runner`): the run of ``cell.spec`` at
+    ``cell.params["n_bits"]`` with ``cell.seed``; metrics mAP (tie-exact), mAP_authors, mAP@top_k, P@r2
+    and the precision-recall curves. Selection (``cell.selection == "val"``) searches the method's
+    ``param_grid`` (or the grid's ``param_grid`` for it) with the grid's first seed."""
+    from .._registry import get_method_class
+
+    p = cell.params
+    search = None
+    if cell.selection == "val":
+        search = p["param_grid"] if p.get("param_grid") is not None else get_method_class(cell.spec).param_grid
+    kw = {"n_bits": p["n_bits"], "top_k": p["top_k"], "n_queries": p["queries"], "query_seed": p["query_seed"]}
+    chosen = ctx.choose(cell.spec, grid=search, semantics=cell.semantics, seed=p["selection_seed"] or 0,
+                        fixed=cell.overrides, **kw)
+    r = evaluate_choice(cell.spec, ctx, chosen, seed=cell.seed, **kw)
+    config = {"selected": r["selected"], "query_rule": r["query_rule"], "params": r["params"],
+              "n_train": r["n_train"], "n_database": r["n_database"], "n_query": r["n_query"],
+              "validation_trials": chosen.get("trials", [])}
+    return {"metrics": r["metrics"], "config": config, "fit_seconds": r["fit_seconds"], "semantics": r["semantics"]}
 
 
 def run_hashing_table(dataset: str, *, splits, methods, bits, seeds=(0,), semantics: str | None = None,
@@ -33,47 +122,34 @@ def run_hashing_table(dataset: str, *, splits, methods, bits, seeds=(0,), semant
     """
     from .._registry import get_method_class
     from ..data import load_dataset
-    from ..eval.retrieval import evaluate_hashing, retrieval_data, select_hashing_params, uses_class_embeddings
 
     if select not in ("validation", "none"):
         raise ValueError(f"select must be 'validation' or 'none'; got {select!r}")
     seeds = list(seeds)
-    grids = {m: (get_method_class(m).param_grid if select == "validation" else {}) for m in methods}
+    grids = {m: (get_method_class(m).param_grid if select == "validation" else None) for m in methods}
     runs, selection = [], []
     bar = _progress_bar(progress)
+    kw = {"top_k": top_k, "n_queries": n_queries, "query_seed": query_seed}
     for split in splits:
         ds = load_dataset(dataset, split, data_root=data_root, cache_dir=cache_dir)
-        test_data = retrieval_data(ds, role="test", n_queries=n_queries, seed=query_seed)
-        val_data = None
-        # the class-embedding source is chosen on validation too, unless the caller fixed it
-        sem_options = {m: sorted(ds.embeddings) if select == "validation" and not semantics and uses_class_embeddings(m)
-                       else [semantics] for m in methods}
-        n_trials = {m: (int(np.prod([len(v) for v in grids[m].values()])) * len(sem_options[m])
-                        if grids[m] or len(sem_options[m]) > 1 else 0) for m in methods}
+        ctx = RetrievalContext(ds)
+        ctx.data("test", n_queries, query_seed)  # a dataset without a test protocol fails before any fit
+        n_trials = {m: ctx.n_trials(m, grids[m], semantics) for m in methods}
         if bar is not None:
             bar.total = (bar.total or 0) + len(bits) * sum(n_trials[m] + len(seeds) for m in methods)
             bar.refresh()
         for spec in methods:
             for n_bits in bits:
-                chosen = {"overrides": {}, "semantics": semantics}
+                if bar is not None and n_trials[spec]:
+                    bar.set_postfix_str(f"{split} {spec} {n_bits}b: validation")
+                chosen = ctx.choose(spec, n_bits, grid=grids[spec], semantics=semantics, seed=seeds[0],
+                                    on_trial=bar.update if bar is not None else None, **kw)
                 if n_trials[spec]:
-                    if val_data is None:
-                        val_data = retrieval_data(ds, role="validation", n_queries=n_queries, seed=query_seed)
-                    if bar is not None:
-                        bar.set_postfix_str(f"{split} {spec} {n_bits}b: validation")
-                    chosen = select_hashing_params(spec, ds, n_bits=n_bits, seed=seeds[0], grid=grids[spec],
-                                                   semantics_options=sem_options[spec], top_k=top_k, data=val_data,
-                                                   on_trial=bar.update if bar is not None else None)
                     selection.append({"split": split, "method": spec, "n_bits": n_bits, **chosen})
                 for seed in seeds:
                     if bar is not None:
                         bar.set_postfix_str(f"{split} {spec} {n_bits}b seed {seed}")
-                    r = evaluate_hashing(spec, ds, n_bits=n_bits, seed=seed, semantics=chosen["semantics"],
-                                         overrides=chosen["overrides"], top_k=top_k, data=test_data).to_json()
-                    r["selected"] = {"overrides": chosen["overrides"], "semantics": chosen["semantics"],
-                                     "val_mAP": chosen.get("val_mAP")}
-                    r["query_rule"] = test_data.query_rule
-                    runs.append(r)
+                    runs.append(evaluate_choice(spec, ctx, chosen, n_bits=n_bits, seed=seed, **kw))
                     if bar is not None:
                         bar.update()
                     if on_run:
@@ -112,7 +188,7 @@ def summarise(runs: list[dict], methods, bits, top_k: int, baseline: str = "sdh"
                 cell[key], cell[key + "_std"] = float(vals.mean()), float(vals.std())
             cell["fit_seconds"] = float(np.mean([r["fit_seconds"] for r in rows]))
             cell["n_runs"] = len(rows)
-            cell["selected"] = sorted({_describe(r["selected"]) for r in rows})
+            cell["selected"] = sorted({describe_choice(r["selected"]) for r in rows})
             table.setdefault(m, {})[str(b)] = cell
     base_spec = next((m for m in table if m.split(".")[0] == baseline), None)  # "sdh" or a preset of it
     if base_spec is not None:
@@ -123,7 +199,7 @@ def summarise(runs: list[dict], methods, bits, top_k: int, baseline: str = "sdh"
     return table
 
 
-def _describe(selected: dict) -> str:
+def describe_choice(selected: dict) -> str:
     parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(selected["overrides"].items())]
     if selected.get("semantics"):
         parts.append(f"semantics={selected['semantics']}")

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .runner import Cell, code_version, expand_grid, grid_datasets, run_cell
+from .runner import Cell, code_version, expand_grid, grid_datasets, run_cell, stored_dataset_name
 
 
 def fit_groups(cells: list[Cell]) -> list[list[Cell]]:
@@ -77,8 +77,8 @@ def failed_row(cell: Cell, message: str, *, grid_name: str, code: str, semantics
     from ..io import config_hash
 
     return {
-        "cell_hash": cell.cell_hash, "grid": grid_name, "method": cell.method, "spec": cell.spec,
-        "dataset": cell.dataset, "split": cell.split, "setting": cell.setting, "seed": cell.seed,
+        "cell_hash": cell.cell_hash, "grid": grid_name, "task": cell.task, "method": cell.method, "spec": cell.spec,
+        "dataset": stored_dataset_name(cell.dataset), "split": cell.split, "setting": cell.setting, "seed": cell.seed,
         "semantics": cell.semantics or semantics, "selection": cell.selection, "code_version": code,
         "dataset_fingerprint": cell.fingerprint, "status": "error", "error": message,
         "config_json": cell.identity(), "config_hash": config_hash(cell.identity()), "metrics_json": {},
@@ -107,9 +107,7 @@ def run_benchmark_ray(
     from ..data import load_dataset, require_semantics
     from ..distributed import cluster_cpus, ray_cluster
 
-    todo_sets, notes = grid_datasets(grid, data_root)
-    if datasets:
-        todo_sets = [d for d in todo_sets if d[0] in datasets]
+    todo_sets, notes = grid_datasets(grid, data_root, datasets)
     for n in notes:
         log(f"zsl benchmark: {n}")
     cells = expand_grid(grid, todo_sets)

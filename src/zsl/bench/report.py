@@ -1,5 +1,11 @@
 """Tables and charts from the results store: the papers' tables, mean +- std over seeds.
 
+One report for the three tasks of the store (``task_markdown``): classification (below),
+retrieval (``retrieval_markdown``: per dataset/split and metric, methods x code lengths) and
+labelling (``labelling_markdown``: label spaces x datasets, hit@1 / hit@5 / flagged far).
+
+Classification:
+
 * ZSL table: one row per method, one column per dataset/split, per-class top-1 (%).
 * GZSL table: per dataset/split, U / S / H (%) of the raw scores -- the number the papers report,
   H = 2US/(U+S) -- and H with calibrated stacking (gamma chosen on validation classes), side by side.
@@ -237,3 +243,112 @@ def update_readme(readme: str | Path, table_md: str, command: str) -> bool:
     with atomic_write(path, "w") as fh:
         fh.write(new)
     return True
+
+
+# ---------------------------------------------------------------------------------------- other tasks
+RETRIEVAL_METRICS = (("mAP", "mAP (tie-exact)"), ("mAP_authors", "mAP_authors (the ZSH authors' cat_apcal)"),
+                     ("mAP@", "mAP@{k} (tie-exact)"), ("P@r2", "P@r2 (precision within Hamming radius 2)"))
+LABELLING_METRICS = ("hit@1", "hit@5", "far")
+
+
+def _stat(values: list[float], digits: int) -> str:
+    if not values:
+        return "-"
+    mean, std = float(np.mean(values)), float(np.std(values))
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def _errors(rows) -> list[str]:
+    errs = [r for r in rows if r["status"] != "ok"]
+    if not errs:
+        return []
+    return ["\nErrors (full messages in the store):  "] + [
+        f"- {r['spec']} on {r['dataset']}/{r['split']} {r['setting']} seed {r['seed']}: "
+        f"{(r.get('error') or 'error').splitlines()[0][:160]}" for r in errs]
+
+
+def retrieval_markdown(rows: list[dict[str, Any]], *, title_suffix: str = "") -> str:
+    """Per dataset/split, one table per metric: a row per hashing method, a column per code length,
+    mean ± std over seeds (fractions, as in the ZSH paper); then the settings chosen on validation."""
+    from .hashing import describe_choice
+
+    if not rows:
+        return "_(no retrieval results in the store yet: run `zsl benchmark --task retrieval --quick`)_\n"
+    parts: list[str] = []
+    seeds: set = set()
+    for d, s in sorted({(r["dataset"], r["split"]) for r in rows}):
+        group = [r for r in rows if (r["dataset"], r["split"]) == (d, s)]
+        ok = [r for r in group if r["status"] == "ok"]
+        methods = sorted({r["method"] for r in group}, key=lambda m: ("lsh", "itq", "sdh", "zsh").index(m)
+                         if m in ("lsh", "itq", "sdh", "zsh") else 9)
+        bits = sorted({int(r["setting"].rstrip("b")) for r in group})
+        top_k = next((k for r in ok for k in r["metrics"] if k.startswith("mAP@")), "mAP@1000")
+        for key, head in RETRIEVAL_METRICS:
+            metric = top_k if key == "mAP@" else key
+            parts.append(f"**Zero-shot retrieval on {d}/{s}: {head.format(k=top_k[4:])}**{title_suffix}\n")
+            parts.append("| method | " + " | ".join(f"{b} bits" for b in bits) + " |")
+            parts.append("|---|" + "---|" * len(bits))
+            for m in methods:
+                cells = []
+                for b in bits:
+                    here = [r for r in group if r["method"] == m and r["setting"] == f"{b}b"]
+                    vals = [float(r["metrics"][metric]) for r in here if r["status"] == "ok" and metric in r["metrics"]]
+                    seeds.update(r["seed"] for r in here if r["status"] == "ok")
+                    cells.append(_stat(vals, 4) if vals else ("error" if here else "-"))
+                parts.append(f"| {m} | " + " | ".join(cells) + " |")
+            parts.append("")
+        chosen = sorted({(r["method"], int(r["setting"].rstrip("b")), describe_choice(r["config"]["selected"]))
+                         for r in ok if r.get("config", {}).get("selected")})
+        chosen = [c for c in chosen if c[2] != "preset"]
+        if chosen:
+            parts.append(f"Chosen on the validation classes of {d}/{s}: "
+                         + "; ".join(f"{m} {b} bits: {desc}" for m, b, desc in chosen) + ".\n")
+    parts.append(("Mean ± std over " + f"{len(seeds)} seeds. " if len(seeds) > 1 else "One seed. ")
+                 + "Hash functions learnt on seen classes only; queries are unseen-class images "
+                   "(`zsl hashing --help`).")
+    parts += _errors(rows)
+    return "\n".join(parts) + "\n"
+
+
+def labelling_markdown(rows: list[dict[str, Any]], *, title_suffix: str = "") -> str:
+    """One table: a row per (label space, T), a column per dataset/split holding hit@1 / hit@5 /
+    flagged far (%), then the images and names each column ranked."""
+    if not rows:
+        return "_(no labelling results in the store yet: run `zsl benchmark --task labelling --quick`)_\n"
+    cols = sorted({(r["dataset"], r["split"]) for r in rows})
+    keys = sorted({(r["spec"].split(".", 1)[1], r["setting"]) for r in rows})
+    parts = [f"**Zero-shot labelling (`zsl label`: ConSE over the ImageNet-1k classifier), each split's test images "
+             f"against the dataset's class names: hit@1 / hit@5 / flagged far (%)**{title_suffix}\n",
+             "| label space | T | " + " | ".join(f"{d}/{s}" for d, s in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for space, setting in keys:
+        cells = []
+        for d, s in cols:
+            here = [r for r in rows
+                    if (r["dataset"], r["split"], r["spec"].split(".", 1)[1], r["setting"]) == (d, s, space, setting)]
+            if not here:
+                cells.append("-")
+            elif here[0]["status"] != "ok":
+                cells.append("error")
+            else:
+                m = here[0]["metrics"]
+                cells.append(" / ".join(f"{100 * m[k]:.1f}" for k in LABELLING_METRICS))
+        parts.append(f"| {space} | {setting[1:]} | " + " | ".join(cells) + " |")
+    described = {}
+    for r in rows:
+        if r["status"] == "ok":
+            c = r["config"]
+            described[(r["dataset"], r["split"])] = (f"{r['dataset']}/{r['split']}: {c['n_images']} images "
+                                                     f"({c['images']}) against {c['n_names']} names")
+    parts.append("\n" + "; ".join(described[c] for c in cols if c in described) + ". Chance hit@1 = 1 / names.")
+    parts += _errors(rows)
+    return "\n".join(parts) + "\n"
+
+
+def task_markdown(task: str, rows: list[dict[str, Any]], *, title_suffix: str = "") -> str:
+    """The table of ``task`` (``classification``, ``retrieval``, ``labelling``) from its store rows."""
+    if task == "retrieval":
+        return retrieval_markdown(rows, title_suffix=title_suffix)
+    if task == "labelling":
+        return labelling_markdown(rows, title_suffix=title_suffix)
+    return markdown(rows, title_suffix=title_suffix)

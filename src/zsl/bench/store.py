@@ -3,9 +3,11 @@
 Default: SQLite at ``<cache root>/results.db``; any SQLAlchemy URL is accepted (``postgresql://...``
 is routed to the ``psycopg`` v3 driver when that is what is installed).
 
-A row holds the cell's identity (``cell_hash`` = hash of its resolved config, unique: a cell is
-stored at most once), the resolved config and its hash, the code version, the dataset
-fingerprint, the metrics, fit/predict/wall seconds and peak memory, or the error that stopped it.
+A row holds the cell's task (``classification``, ``retrieval``, ``labelling``; stores written
+before tasks existed get the column on opening, their rows read as ``classification``), its
+identity (``cell_hash`` = hash of its resolved config, unique: a cell is stored at most once),
+the resolved config and its hash, the code version, the dataset fingerprint, the metrics,
+fit/predict/wall seconds and peak memory, or the error that stopped it.
 Rows are written in one transaction after the cell finishes, so a crash (even SIGKILL) leaves
 either the whole row or nothing; a resumed benchmark skips every hash already stored.
 
@@ -102,6 +104,7 @@ class ResultsStore:
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("cell_hash", sa.String(32), nullable=False, unique=True),
             sa.Column("grid", sa.String(64)),
+            sa.Column("task", sa.String(16)),  # NULL in rows stored before tasks existed: classification
             sa.Column("method", sa.String(64), nullable=False, index=True),
             sa.Column("spec", sa.String(128), nullable=False),
             sa.Column("dataset", sa.String(64), nullable=False, index=True),
@@ -149,12 +152,26 @@ class ResultsStore:
         except (sa.exc.SQLAlchemyError, sa.exc.NoSuchTableError) as exc:
             first = str(error or exc).splitlines()[0]
             raise ZSLError(f"cannot open results store {self.url!r}: {first}") from None
+        if {c.name for c in self.table.columns} - columns == {"task"}:  # a zsl store from before tasks
+            columns = self._add_task_column()
         missing = [c.name for c in self.table.columns if c.name not in columns]
         if missing:
             raise ZSLError(
                 f"results store {self.url!r} has a table 'runs' that is not a zsl results table (missing columns: "
                 f"{', '.join(missing[:6])}); use another --store"
             )
+
+    def _add_task_column(self) -> set[str]:
+        """Upgrade a store written before tasks existed (``ALTER TABLE ... ADD COLUMN``, old rows NULL =
+        classification); a concurrent opener may have added it first, which is fine."""
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE runs ADD COLUMN task VARCHAR(16)"))
+        except sa.exc.SQLAlchemyError:
+            pass  # added by another process, or not a zsl table: the column check below says which
+        return {c["name"] for c in sa.inspect(self.engine).get_columns("runs")}
 
     def check_writable(self) -> None:
         """Raise a one-line error unless a row can be inserted (tried in a transaction that is rolled back)."""
@@ -209,11 +226,16 @@ class ResultsStore:
         return True
 
     def rows(self, *, status: str | None = None, methods: Iterable[str] | None = None,
-             datasets: Iterable[str] | None = None, grid: str | None = None) -> list[dict[str, Any]]:
+             datasets: Iterable[str] | None = None, grid: str | None = None,
+             task: str | None = None) -> list[dict[str, Any]]:
         import sqlalchemy as sa
 
         t = self.table
         q = sa.select(t).order_by(t.c.id)
+        if task == "classification":
+            q = q.where(sa.or_(t.c.task == task, t.c.task.is_(None)))
+        elif task:
+            q = q.where(t.c.task == task)
         if status:
             q = q.where(t.c.status == status)
         if methods:

@@ -6,7 +6,12 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from ..bench.runner import TASKS
+
     p = subparsers.add_parser("report", help="tables (markdown, CSV) and bar charts from the results store")
+    p.add_argument("--task", choices=TASKS, default="classification",
+                   help="whose table: classification (default; also --csv, --plots, --update-readme), "
+                        "retrieval, labelling")
     p.add_argument("--store", default=None, metavar="URL", help="results store (default: sqlite:///<cache>/results.db)")
     p.add_argument("--grid", default=None, help="only rows of this grid (quick, full, or a grid file's name)")
     p.add_argument("--methods", nargs="+", default=None)
@@ -22,13 +27,17 @@ def register(subparsers) -> None:
 
 
 def _handler(args) -> int:
-    from ..bench.report import markdown, plot_bars, to_csv, update_readme
+    from ..bench.report import plot_bars, task_markdown, to_csv, update_readme
     from ..bench.store import ResultsStore
+    from ..errors import ZSLError
     from ..io import atomic_write
 
+    if args.task != "classification" and (args.csv or args.plots or args.update_readme):
+        raise ZSLError(f"--csv, --plots and --update-readme are for classification tables; --task {args.task} prints "
+                       "its markdown table only")
     store = ResultsStore(args.store, cache_dir=args.cache_dir)
-    rows = store.rows(methods=args.methods, datasets=args.datasets, grid=args.grid)
-    md = markdown(rows, title_suffix=f" — grid `{args.grid}`" if args.grid else "")
+    rows = store.rows(methods=args.methods, datasets=args.datasets, grid=args.grid, task=args.task)
+    md = task_markdown(args.task, rows, title_suffix=f" — grid `{args.grid}`" if args.grid else "")
     print(md)
     if args.csv:
         with atomic_write(Path(args.csv), "w") as fh:

@@ -500,13 +500,15 @@ def uses_class_embeddings(spec: str) -> bool:
 
 def select_hashing_params(spec: str, dataset, *, n_bits: int, seed: int = 0, grid: dict | None = None,
                           semantics_options: list[str | None] | None = None, top_k: int = 1000,
-                          data: RetrievalData | None = None, on_trial=None) -> dict:
+                          data: RetrievalData | None = None, on_trial=None,
+                          fixed_overrides: dict | None = None) -> dict:
     """Choose ``spec``'s hyperparameters on the *validation* retrieval split (``role="validation"``:
     held-out seen classes as queries; nothing of the unseen classes is touched).
 
     Every combination of ``grid`` (default: the method's ``param_grid``) and of
     ``semantics_options`` (class-embedding sources; [None] = the dataset's default) is fitted with
     ``seed`` on the train classes and scored by tie-exact mAP; the first best in grid order wins.
+    ``fixed_overrides`` are set in every trial (and returned in ``overrides``).
     Returns ``{"overrides", "semantics", "val_mAP", "trials": [...]}``; ``on_trial()`` is called
     after each fit (progress).
     """
@@ -522,7 +524,7 @@ def select_hashing_params(spec: str, dataset, *, n_bits: int, seed: int = 0, gri
     trials = []
     for sem in semantics_options or [None]:
         for values in product(*[grid[k] for k in keys]):
-            overrides = dict(zip(keys, values))
+            overrides = {**(fixed_overrides or {}), **dict(zip(keys, values))}
             r = evaluate_hashing(spec, dataset, n_bits=n_bits, seed=seed, semantics=sem, role="validation",
                                  overrides=overrides, top_k=top_k, data=data)
             trials.append({"overrides": overrides, "semantics": sem, "mAP": r.metrics["mAP"],
