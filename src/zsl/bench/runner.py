@@ -549,7 +549,7 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
     from ..io import cache_root
 
     overrides = dict(cell.overrides)
-    if "checkpoint_dir" in get_method_class(cell.spec)._get_param_names():
+    if "checkpoint_dir" in get_method_class(cell.spec).param_names():
         overrides.setdefault("checkpoint_dir", str(cache_root(cache_dir) / "checkpoints"))
 
     row = _base_row(cell, dataset, code, grid_name)
