@@ -47,7 +47,11 @@ def _handler(args) -> int:
         for path in plot_bars(rows, args.plots):
             print(f"wrote {path}", file=sys.stderr)
     if args.update_readme:
-        cmd = "zsl benchmark --quick && zsl report" + (f" --grid {args.grid}" if args.grid else "")
+        # the command that reproduces these rows: the grid(s) they came from, and the datasets asked for
+        grids = sorted({r.get("grid") or "quick" for r in rows}) or ["quick"]
+        flags = " ".join(f"--{g}" if g in ("quick", "full") else f"--grid {g}" for g in grids)
+        where = f" --datasets {' '.join(args.datasets)}" if args.datasets else ""
+        cmd = f"zsl benchmark {flags}{where} && zsl report{where}" + (f" --grid {args.grid}" if args.grid else "")
         changed = update_readme(args.update_readme, md, cmd)
         print(f"{'updated' if changed else 'unchanged'}: {args.update_readme}", file=sys.stderr)
     return 0
