@@ -488,6 +488,24 @@ def task_context(task: str, dataset, cache_dir=None):
     return FitCache()
 
 
+def _guarded(cell: Cell, row: dict[str, Any], timeout: float, work: Callable[[], Any]):
+    """Run one cell's work under the time limit with its peak memory measured; fill the row's wall
+    time and peak RSS. Returns ``(output, memory)``; a failure becomes an error row (output None)."""
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        try:
+            with time_limit(timeout):
+                out = work()
+        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored, the grid goes on
+            out = None
+            row.update(status="error", error=f"{type(exc).__name__}: {exc}",
+                       config_json={**cell.identity(), "traceback": traceback.format_exc(limit=-3)},
+                       config_hash=config_hash(cell.identity()), metrics_json={})
+    row["wall_seconds"] = time.perf_counter() - t0
+    row["peak_rss_mb"] = mem.peak_mb
+    return out, mem
+
+
 def _run_task_cell(cell: Cell, dataset, *, timeout: float, code: str, grid_name: str, context,
                    cache_dir=None) -> dict[str, Any]:
     """A retrieval or labelling cell: its task's function, timed and memory-measured like a classification cell."""
@@ -497,21 +515,8 @@ def _run_task_cell(cell: Cell, dataset, *, timeout: float, code: str, grid_name:
         from .labelling import run_labelling_cell as run
     row = _base_row(cell, dataset, code, grid_name)
     context = context if context is not None else task_context(cell.task, dataset, cache_dir)
-    t0 = time.perf_counter()
-    with PeakMemory() as mem:
-        try:
-            with time_limit(timeout):
-                out = run(cell, dataset, context)
-            error = None
-        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored, the grid goes on
-            out = None
-            error = f"{type(exc).__name__}: {exc}"
-            tb = traceback.format_exc(limit=-3)
-    row["wall_seconds"] = time.perf_counter() - t0
-    row["peak_rss_mb"] = mem.peak_mb
+    out, mem = _guarded(cell, row, timeout, lambda: run(cell, dataset, context))
     if out is None:
-        row.update(status="error", error=error, config_json={**cell.identity(), "traceback": tb},
-                   config_hash=config_hash(cell.identity()), metrics_json={})
         return row
     config = {**out["config"], "cell": cell.identity(), "peak_memory_method": mem.method}
     row.update(status="ok", error=None, config_json=config, config_hash=config_hash(out["config"]),
@@ -553,23 +558,10 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
         overrides.setdefault("checkpoint_dir", str(cache_root(cache_dir) / "checkpoints"))
 
     row = _base_row(cell, dataset, code, grid_name)
-    t0 = time.perf_counter()
-    with PeakMemory() as mem:
-        try:
-            with time_limit(timeout):
-                result = run_method(cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed,
-                                    selection=cell.selection, overrides=overrides, fit_cache=fit_cache)
-            error = None
-        except (Exception, CellTimeout) as exc:  # noqa: BLE001 - a failing cell is stored, the grid goes on
-            result = None
-            error = f"{type(exc).__name__}: {exc}"
-            tb = traceback.format_exc(limit=-3)
-    row["wall_seconds"] = time.perf_counter() - t0
-    row["peak_rss_mb"] = mem.peak_mb
+    result, mem = _guarded(cell, row, timeout, lambda: run_method(
+        cell.spec, dataset, setting=cell.setting, semantics=cell.semantics, seed=cell.seed, selection=cell.selection,
+        overrides=overrides, fit_cache=fit_cache))
     if result is None:
-        config = {**cell.identity(), "traceback": tb}
-        row.update(status="error", error=error, config_json=config, config_hash=config_hash(cell.identity()),
-                   metrics_json={})
         return row
     config = {**result.config, "cell": cell.identity(), "validation": result.validation,
               "peak_memory_method": mem.method, "fit_reused": result.fit_reused}
