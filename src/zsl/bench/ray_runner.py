@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .runner import Cell, code_version, expand_grid, grid_datasets, run_cell, stored_dataset_name
+from .runner import Cell, code_version, plan_benchmark, run_cell, stored_dataset_name
 
 
 def fit_groups(cells: list[Cell]) -> list[list[Cell]]:
@@ -107,16 +107,9 @@ def run_benchmark_ray(
     from ..data import load_dataset, require_semantics
     from ..distributed import cluster_cpus, ray_cluster
 
-    todo_sets, notes = grid_datasets(grid, data_root, datasets)
-    for n in notes:
-        log(f"zsl benchmark: {n}")
-    cells = expand_grid(grid, todo_sets)
-    if methods:
-        cells = [c for c in cells if c.method in methods or c.spec in methods]
-    done = store.done_hashes(include_errors=not retry_errors)
-    errored_before = store.done_hashes() - store.done_hashes(include_errors=False) if retry_errors else set()
+    todo_sets, cells, done, errored_before, summary = plan_benchmark(
+        grid, store, data_root=data_root, methods=methods, datasets=datasets, retry_errors=retry_errors, log=log)
     code = code_version()
-    summary = {"cells": [], "ran": 0, "skipped": 0, "errors": 0, "over_budget": 0, "load_errors": {}, "notes": notes}
     budget = float(grid.get("total_budget_seconds") or 0)
     timeout = float(grid.get("cell_timeout_seconds") or 0)
     n_total = len(cells)

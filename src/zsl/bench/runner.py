@@ -578,6 +578,23 @@ def run_cell(cell: Cell, dataset, *, timeout: float = 0, code: str = "", grid_na
     return row
 
 
+def plan_benchmark(grid: dict[str, Any], store, *, data_root=None, methods=None, datasets=None,
+                   retry_errors: bool = False, log: Callable[[str], None] = lambda msg: None):
+    """What a benchmark run (local or on Ray) has to do: ``(todo_sets, cells, done, errored_before,
+    summary)`` -- the datasets to load, the grid's cells after the method filter, the cell hashes
+    the store already holds, those held as errors that ``retry_errors`` reruns, an empty summary."""
+    todo_sets, notes = grid_datasets(grid, data_root, datasets)
+    for n in notes:
+        log(f"zsl benchmark: {n}")
+    cells = expand_grid(grid, todo_sets)
+    if methods:
+        cells = [c for c in cells if c.method in methods or c.spec in methods]
+    done = store.done_hashes(include_errors=not retry_errors)
+    errored_before = store.done_hashes() - store.done_hashes(include_errors=False) if retry_errors else set()
+    summary = {"cells": [], "ran": 0, "skipped": 0, "errors": 0, "over_budget": 0, "load_errors": {}, "notes": notes}
+    return todo_sets, cells, done, errored_before, summary
+
+
 def run_benchmark(
     grid: dict[str, Any],
     store,
@@ -592,16 +609,9 @@ def run_benchmark(
     """Run every cell of ``grid`` not yet in ``store``; returns a summary with the grid's cell hashes."""
     from ..data import load_dataset, require_semantics
 
-    todo_sets, notes = grid_datasets(grid, data_root, datasets)
-    for n in notes:
-        log(f"zsl benchmark: {n}")
-    cells = expand_grid(grid, todo_sets)
-    if methods:
-        cells = [c for c in cells if c.method in methods or c.spec in methods]
-    done = store.done_hashes(include_errors=not retry_errors)
-    errored_before = store.done_hashes() - store.done_hashes(include_errors=False) if retry_errors else set()
+    todo_sets, cells, done, errored_before, summary = plan_benchmark(
+        grid, store, data_root=data_root, methods=methods, datasets=datasets, retry_errors=retry_errors, log=log)
     code = code_version()
-    summary = {"cells": [], "ran": 0, "skipped": 0, "errors": 0, "over_budget": 0, "load_errors": {}, "notes": notes}
     budget = float(grid.get("total_budget_seconds") or 0)
     n_total = len(cells)
     t_start = time.perf_counter()
