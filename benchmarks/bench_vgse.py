@@ -227,8 +227,9 @@ def compare(args) -> int:
     return 0
 
 
-def compare_table(jsonl: Path, sources=SOURCES) -> str:
-    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
+def _compare_values(jsonls) -> tuple[dict, list]:
+    """{(method, source, "T1" | "H" | "Hu"): [percent per seed]} and the methods in file order."""
+    rows = [json.loads(line) for f in jsonls for line in Path(f).read_text().splitlines() if line.strip()]
     vals: dict = defaultdict(list)
     for r in rows:
         if r["setting"] == "zsl":
@@ -236,7 +237,12 @@ def compare_table(jsonl: Path, sources=SOURCES) -> str:
         else:
             vals[(r["method"], r["semantics"], "H")].append(100 * r["H"])
             vals[(r["method"], r["semantics"], "Hu")].append(100 * r["H_uncalibrated"])
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    return vals, list(dict.fromkeys(r["method"] for r in rows))
+
+
+def compare_table(jsonls, sources=SOURCES) -> str:
+    """Mean +- std over seeds of every (method, source): ZSL T1, GZSL H uncalibrated and calibrated."""
+    vals, methods = _compare_values(jsonls if isinstance(jsonls, (list, tuple)) else [jsonls])
     present = [s for s in sources if any(k[1] == s for k in vals)]
     lines = [
         "| method | source | seeds | ZSL T1 | GZSL H (uncalibrated) | GZSL H (calibrated) |",
@@ -251,6 +257,31 @@ def compare_table(jsonl: Path, sources=SOURCES) -> str:
             t1, hu, h = vals.get((m, s, "T1"), []), vals.get((m, s, "Hu"), []), vals.get((m, s, "H"), [])
             if t1 or h:
                 lines.append(f"| {m} | {s} | {max(len(t1), len(h))} | {cell(t1)} | {cell(hu)} | {cell(h)} |")
+    return "\n".join(lines)
+
+
+def goal_table(jsonls, names=("glove", "minilm"), learnt="vgse", margin=5.0) -> str:
+    """The issue's test: VGSE minus the better class-name vector (by the same column's mean), per method."""
+    vals, methods = _compare_values(jsonls)
+    lines = [
+        f"| method | ZSL T1: {learnt} - best name | H uncal.: {learnt} - best name | H cal.: {learnt} - best name "
+        f"| H >= best name + {margin:g}? (uncal. / cal.) |",
+        "|---|---|---|---|---|",
+    ]
+    for m in methods:
+        cells, ok = [], {}
+        for col in ("T1", "Hu", "H"):
+            named = {n: np.mean(vals[(m, n, col)]) for n in names if vals.get((m, n, col))}
+            mine = vals.get((m, learnt, col))
+            if not named or not mine:
+                cells.append("–")
+                continue
+            best = max(named, key=named.get)
+            diff = np.mean(mine) - named[best]
+            cells.append(f"{diff:+.1f} (vs {best})")
+            if col in ("Hu", "H"):
+                ok[col] = "yes" if diff >= margin else "no"
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ok.get('Hu', '–')} / {ok.get('H', '–')} |")
     return "\n".join(lines)
 
 
@@ -318,6 +349,16 @@ def speed(args) -> int:
     return 0
 
 
+def _print_table(args) -> int:
+    if args.kind == "ablate":
+        print(ablation_table(Path(args.jsonl[0])))
+    elif args.kind == "goal":
+        print(goal_table(args.jsonl))
+    else:
+        print(compare_table(args.jsonl))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -344,11 +385,9 @@ def main(argv=None) -> int:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=compare)
     t = sub.add_parser("table")
-    t.add_argument("--jsonl", required=True)
-    t.add_argument("--kind", choices=("ablate", "compare"), default="compare")
-    t.set_defaults(
-        func=lambda a: print(ablation_table(Path(a.jsonl)) if a.kind == "ablate" else compare_table(Path(a.jsonl))) or 0
-    )
+    t.add_argument("--jsonl", nargs="+", required=True, help="one or more JSONL files (compare: merged)")
+    t.add_argument("--kind", choices=("ablate", "compare", "goal"), default="compare")
+    t.set_defaults(func=_print_table)
     r = sub.add_parser("references", help="validation scores of the fixed sources, as the ablation scores VGSE")
     r.add_argument("--dataset", default="flo")
     r.add_argument("--semantics", nargs="+", default=["glove", "minilm", "attributes"])

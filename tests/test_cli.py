@@ -92,3 +92,11 @@ def test_bad_override_is_a_clear_error():
     assert_clean_error(
         zsl_cli("run", "eszsl", "--dataset", "synthetic", "--set", "no_such_param=1"), "unknown parameter"
     )
+
+
+def test_set_reads_booleans_in_json_and_python_spelling():
+    from zsl.cli import parse_overrides
+
+    assert parse_overrides(["a=False", "b=true", "c=None", "d=0.5", "e=linear", "f=[1, 2]"]) == {
+        "a": False, "b": True, "c": None, "d": 0.5, "e": "linear", "f": [1, 2]
+    }

@@ -60,12 +60,20 @@ def _cmd_methods(args) -> int:
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    """``--set key=value`` pairs; values parsed as JSON when possible (numbers, booleans, lists)."""
+    """``--set key=value`` pairs; values parsed as JSON when possible (numbers, booleans, lists).
+
+    Python's spellings ``True``, ``False`` and ``None`` are read as JSON's ``true``, ``false`` and
+    ``null``: the parameter errors print values the Python way, so a user copies them like that.
+    """
+    python_words = {"True": True, "False": False, "None": None}
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ZSLError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
+        if v in python_words:
+            out[k] = python_words[v]
+            continue
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
