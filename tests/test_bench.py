@@ -169,3 +169,14 @@ def test_report_cli_on_empty_store(tmp_path):
 def test_bad_store_url_is_one_line_error(tmp_path):
     out = subprocess.run([*ZSL, "report", "--store", "nosuchdb://x"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("zsl: error:") and "Traceback" not in out.stderr
+
+
+def test_quick_grid_runs_each_datasets_validated_preset_before_the_budget_preset():
+    grid = load_grid("quick")
+    assert list(grid["datasets"])[0] == "flo"  # the CNN-feature benchmark first, before the budget runs out
+    for dataset in ("flo", "awa1"):
+        specs = dict(s.split(".") for s in grid_methods(grid, dataset))
+        methods = zsl.list_methods(retrieval=False)
+        with_preset = [n for n in methods if dataset in zsl.get_method_class(n).dataset_presets]
+        assert {"cpl", "fclswgan", "cvae_clusterable"} <= set(with_preset)
+        assert all(specs[n] == dataset for n in with_preset), specs
