@@ -306,3 +306,17 @@ def test_dataset_presets_declared(method):
 
     presets = get_method_class(method).all_presets()
     assert {"default", "awa1", "flo", "quick", "tiny"} <= set(presets)
+
+
+def test_torch_fits_use_deterministic_kernels_and_restore_torch_state():
+    from zsl.nn import Checkpointer, torch_threads
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    with torch_threads(1):
+        assert torch.are_deterministic_algorithms_enabled()  # repeated-index backward sums in a fixed order
+        assert torch.get_num_threads() == 1
+        one = Checkpointer.for_fit("ck", "m", {"a": 1}, "data", "code").folder
+    with torch_threads(2):
+        two = Checkpointer.for_fit("ck", "m", {"a": 1}, "data", "code").folder
+    assert one != two  # a fit at another thread count is another fit
+    assert (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()) == before
