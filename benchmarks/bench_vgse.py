@@ -223,7 +223,7 @@ def compare(args) -> int:
                         ),
                         flush=True,
                     )
-    print(compare_table(jsonl))
+    print(compare_table([jsonl]))
     return 0
 
 
@@ -240,9 +240,9 @@ def _compare_values(jsonls) -> tuple[dict, list]:
     return vals, list(dict.fromkeys(r["method"] for r in rows))
 
 
-def compare_table(jsonls, sources=SOURCES) -> str:
+def compare_table(jsonls: list, sources=SOURCES) -> str:
     """Mean +- std over seeds of every (method, source): ZSL T1, GZSL H uncalibrated and calibrated."""
-    vals, methods = _compare_values(jsonls if isinstance(jsonls, (list, tuple)) else [jsonls])
+    vals, methods = _compare_values(jsonls)
     present = [s for s in sources if any(k[1] == s for k in vals)]
     lines = [
         "| method | source | seeds | ZSL T1 | GZSL H (uncalibrated) | GZSL H (calibrated) |",

@@ -31,7 +31,7 @@ def test_component_api_shapes_and_determinism(syn):
     ds, X, y, S = syn
     kw = dict(noise_dim=8, hidden=32, steps=30, batch_size=64, lr=1e-3, critic_iters=2, gp_lambda=10.0, cls_weight=0.1,
               classifier_epochs=2, random_state=5)
-    with znn.torch_threads(1):
+    with znn.deterministic_torch(1):
         g1 = train_conditional_wgan(X, y, S, ds.seen_classes, **kw)
         g2 = train_conditional_wgan(X, y, S, ds.seen_classes, **kw)
     assert isinstance(g1, ConditionalGenerator) and g1.noise_dim == 8 and g1.out_dim == X.shape[1]
@@ -309,14 +309,14 @@ def test_dataset_presets_declared(method):
 
 
 def test_torch_fits_use_deterministic_kernels_and_restore_torch_state():
-    from zsl.nn import Checkpointer, torch_threads
+    from zsl.nn import Checkpointer, deterministic_torch
 
     before = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
-    with torch_threads(1):
+    with deterministic_torch(1):
         assert torch.are_deterministic_algorithms_enabled()  # repeated-index backward sums in a fixed order
         assert torch.get_num_threads() == 1
         one = Checkpointer.for_fit("ck", "m", {"a": 1}, "data", "code").folder
-    with torch_threads(2):
+    with deterministic_torch(2):
         two = Checkpointer.for_fit("ck", "m", {"a": 1}, "data", "code").folder
     assert one != two  # a fit at another thread count is another fit
     assert (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()) == before

@@ -1,6 +1,6 @@
 """Torch building blocks shared by the trained methods, evaluation and the semantics sources.
 
-* :func:`torch_threads` -- run a block with a fixed number of torch threads.
+* :func:`deterministic_torch` -- run a block with a fixed number of torch threads.
 * :func:`torch_generator` and the ``init_*_`` functions -- every random draw of a fit (weights,
   shuffling, noise) comes from one private ``torch.Generator`` seeded from ``random_state``; the
   global torch, NumPy and Python RNGs are never touched.
@@ -34,7 +34,7 @@ from .io import atomic_write, content_digest
 
 
 @contextlib.contextmanager
-def torch_threads(n: int | None):
+def deterministic_torch(n: int | None):
     """Run the block with torch's deterministic algorithms and ``n`` threads; restore both after.
 
     Deterministic algorithms: with more than one thread, the backward pass of indexing with repeated
@@ -149,7 +149,8 @@ class Checkpointer:
                 code: str) -> Checkpointer:
         if root is None:
             return cls(None)
-        # the thread count fixes the order of float reductions, so it is part of what the fit computes
+        # the thread count fixes the order of float reductions, so it is part of what the fit computes;
+        # "deterministic" keeps states trained before deterministic_torch (thread-order sums) from resuming
         key = content_digest(json.dumps(params, sort_keys=True, default=repr), data_digest, code,
                              f"threads={torch.get_num_threads()};deterministic", length=20)
         return cls(Path(root) / f"{method}-{key}")
@@ -322,6 +323,6 @@ __all__ = [
     "predict_log_proba",
     "progress_bar",
     "torch_generator",
-    "torch_threads",
+    "deterministic_torch",
     "train_softmax",
 ]

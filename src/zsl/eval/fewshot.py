@@ -72,14 +72,14 @@ def gaussian_fewshot_table(dataset, *, semantics: str | None = None, shots=(1, 5
     import torch
 
     from ..methods.cvae_clusterable import train_gaussian_map
-    from ..nn import torch_generator, torch_threads
+    from ..nn import deterministic_torch, torch_generator
     from ..preprocessing import FeaturePreprocessor
 
     Xb, yb = dataset.subset("trainval")
     base = dataset.seen_classes
     Xn, yn = dataset.subset("test_unseen")
     novel = dataset.unseen_classes
-    with torch_threads(1):
+    with deterministic_torch(1):
         prep = FeaturePreprocessor(pca_dim, random_state=seed).fit(Xb)
         F = train_gaussian_map(
             prep.transform(Xb), np.searchsorted(base, yb), len(base), dim=dim, gamma=gamma, epochs=epochs,

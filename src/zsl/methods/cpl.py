@@ -65,7 +65,15 @@ from torch import nn
 from .._registry import register_method
 from ..base import ZSLMethod, check_features
 from ..io import content_digest
-from ..nn import Checkpointer, LossHistory, ResumableLoop, code_digest, init_default_, torch_generator, torch_threads
+from ..nn import (
+    Checkpointer,
+    LossHistory,
+    ResumableLoop,
+    code_digest,
+    deterministic_torch,
+    init_default_,
+    torch_generator,
+)
 from ..params import Interval, Options
 from ..preprocessing import SCALES, FeaturePreprocessor
 from ._generative import ConditionSpace, synthesize
@@ -283,7 +291,7 @@ class CPL(ZSLMethod):
     # -- training -------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):
         X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return self._fit(X, y, S, seen)
 
     def _fit(self, X, y, S, seen):
@@ -409,7 +417,7 @@ class CPL(ZSLMethod):
 
     def decision_function(self, X, candidates):
         X, candidates = self._validate_predict(X, candidates)
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             Z = torch.as_tensor(self.preprocessor_.transform(X))
             E = torch.as_tensor(self.class_prototypes_[candidates])
             out = np.empty((len(Z), len(candidates)), dtype=np.float32)

@@ -65,7 +65,7 @@ from torch import nn
 from .._registry import register_method
 from ..base import ZSLMethod, check_features
 from ..io import content_digest
-from ..nn import Checkpointer, ResumableLoop, batches, code_digest, init_xavier_, torch_generator, torch_threads
+from ..nn import Checkpointer, ResumableLoop, batches, code_digest, deterministic_torch, init_xavier_, torch_generator
 from ..params import Interval, Options
 from ..preprocessing import SCALES, FeaturePreprocessor
 from ._generative import ConditionSpace, GeneratedFeatureClassifier, synthesize
@@ -282,13 +282,13 @@ class ClusterableCVAE(ZSLMethod):
     def transform(self, X) -> np.ndarray:
         """Project features to the clusterable space (n, map_dim) -- used by the ablation's MI score."""
         self._check_is_fitted()
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return self._embed(check_features(X))
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, X, y, class_embeddings, seen_classes):
         X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return self._fit(X, y, S, seen)
 
     def _fit(self, X, y, S, seen):
@@ -381,5 +381,5 @@ class ClusterableCVAE(ZSLMethod):
 
     def decision_function(self, X, candidates):
         X, candidates = self._validate_predict(X, candidates)
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return self.classifier_.decision_function(self._embed(X), candidates)

@@ -46,9 +46,9 @@ from ..nn import (
     Checkpointer,
     ResumableLoop,
     code_digest,
+    deterministic_torch,
     init_normal_,
     torch_generator,
-    torch_threads,
     train_softmax,
 )
 from ..params import Interval, Options
@@ -286,7 +286,7 @@ class FCLSWGAN(ZSLMethod):
 
     def fit(self, X, y, class_embeddings, seen_classes):
         X, y, S, seen = self._validate_fit(X, y, class_embeddings, seen_classes)
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return self._fit(X, y, S, seen)
 
     def _fit(self, X, y, S, seen):
@@ -341,10 +341,10 @@ class FCLSWGAN(ZSLMethod):
     def synthesize(self, classes, n_per_class: int, *, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Sample ``n_per_class`` features per class id from G(a, z ~ N(0, I)) in the generator's space."""
         self._check_is_fitted()
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return synthesize(self.generator_, self.conditions_, classes, n_per_class, random_state=random_state)
 
     def decision_function(self, X, candidates):
         X, candidates = self._validate_predict(X, candidates)
-        with torch_threads(self.n_threads):
+        with deterministic_torch(self.n_threads):
             return self.classifier_.decision_function(self.preprocessor_.transform(X), candidates)

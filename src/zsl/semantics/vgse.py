@@ -162,6 +162,8 @@ class PatchClustering:
         import torch.nn.functional as F
         from tqdm.auto import tqdm
 
+        from ..nn import deterministic_torch
+
         validate_params("vgse clustering", self.get_params(), self.parameter_constraints)
         P = np.asarray(patch_features)
         labels = np.asarray(labels, np.int64)
@@ -178,10 +180,7 @@ class PatchClustering:
         if not (np.isfinite(W).all() and np.isfinite(P).all()):
             raise ZSLError("VGSE clustering: patch features or word vectors contain NaN/inf")
         t0 = time.perf_counter()
-        old_threads = torch.get_num_threads()
-        if self.n_threads:
-            torch.set_num_threads(self.n_threads)
-        try:
+        with deterministic_torch(self.n_threads):
             n, nt, d = P.shape
             flat = P.reshape(n * nt, d).astype(np.float32)
             self.mean_ = flat.mean(0)
@@ -232,8 +231,6 @@ class PatchClustering:
             mass = A.reshape(-1, self.n_clusters).mean(0)
             self.clusters_used_ = float(np.exp(-(mass * np.log(np.maximum(mass, 1e-12))).sum()))
             self.fit_seconds_ = time.perf_counter() - t0
-        finally:
-            torch.set_num_threads(old_threads)
         return self
 
     def assign(self, patch_features: np.ndarray, batch: int = 8192) -> np.ndarray:
